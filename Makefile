@@ -1,0 +1,52 @@
+# cxr-keras: `make demo` and `make test` create .venv on first use and install into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.cxr-keras-installed
+
+.PHONY: install demo test lint bench test-minimums clean help
+
+help:
+	@echo "make demo   - install, then run the demo on the bundled sample (writes runs/demo/)"
+	@echo "make test   - install, then lint (ruff) and run the test suite"
+	@echo "make bench  - run the benchmarks under benchmarks/ (needs ../shared/data)"
+	@echo "make test-minimums - the test suite against the lowest supported versions (.venv-min)"
+	@echo "make clean  - remove .venv and runs/"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "cxr-keras needs Python >= 3.10, found " + sys.version.split()[0])'
+	@$(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV); on Debian/Ubuntu run: sudo apt install python3-venv"; rm -rf $(VENV); exit 1; }
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstall when the package metadata or the pinned versions change.
+$(STAMP): $(PY) setup.cfg pyproject.toml requirements/constraints.txt
+	$(PIP) install --constraint requirements/constraints.txt --editable ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
+
+lint: install
+	$(PY) -m ruff check cxr_keras tests benchmarks tools
+	$(PY) -m ruff format --check cxr_keras tests benchmarks tools
+
+test: lint
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/input_pipeline.py
+
+# The lower bounds of setup.cfg, verified: the same suite on requirements/minimums.txt.
+test-minimums:
+	rm -rf .venv-min
+	$(PYTHON) -m venv .venv-min
+	.venv-min/bin/python -m pip install --quiet --upgrade pip
+	.venv-min/bin/python -m pip install -r requirements/minimums.txt
+	.venv-min/bin/python -m pip install --no-deps --editable .
+	.venv-min/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) .venv-min runs
