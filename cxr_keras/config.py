@@ -1,0 +1,440 @@
+"""Typed configuration: one YAML file describes a run, validated into dataclasses.
+
+Every setting of a run lives here, in one place. A YAML recipe (``tuner_configs/*.yaml``)
+is loaded with :func:`load_config`, command-line overrides (``--set data.batch_size=16``)
+are applied on top, and the result is checked early: unknown keys, wrong types and values
+outside their allowed choices raise :class:`ConfigError` naming the key, what was expected
+and what was received.
+
+Example:
+    >>> cfg = config_from_dict({"name": "demo", "data": {"source": "folder", "root": "x"}})
+    >>> cfg.image.size
+    (224, 224)
+    >>> cfg.data.split.val
+    0.15
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "AugmentConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ImageSpec",
+    "PreprocessConfig",
+    "SplitConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "resolve_path",
+]
+
+SAMPLE_PREFIX = "sample:"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type or range."""
+
+
+@dataclass
+class ImageSpec:
+    """How a file on disk becomes the model input (stored in every model artifact).
+
+    Attributes:
+        size: model input (height, width); an int means a square.
+        resize: ``squash`` stretches the whole image to the size (as the public Kermany
+            and NIH benchmarks do); ``pad`` keeps the aspect ratio and pads with black;
+            ``crop`` takes the central square, then resizes.
+        crop_border: remove uniform black/white borders before resizing.
+        dicom_window: ``auto`` (VOI LUT or window from the header, else min-max),
+            ``header`` (require the header's VOI LUT/window), ``minmax``, or
+            ``[center, width]`` in modality units.
+        max_pixels: refuse source images with more pixels than this (decompression bombs).
+        min_side: refuse images whose shorter side is below this many pixels.
+        max_aspect: refuse images whose longer/shorter side ratio exceeds this.
+    """
+
+    size: tuple[int, int] = (224, 224)
+    resize: Literal["squash", "pad", "crop"] = "squash"
+    crop_border: bool = False
+    dicom_window: Literal["auto", "header", "minmax"] | tuple[float, float] = "auto"
+    max_pixels: int = 60_000_000
+    min_side: int = 32
+    max_aspect: float = 4.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, int):
+            self.size = (self.size, self.size)
+        self.size = tuple(int(s) for s in self.size)
+        if len(self.size) != 2 or min(self.size) < 8:
+            raise ConfigError(
+                f"image.size: expected an int or [height, width] >= 8, got {self.size}"
+            )
+        if self.max_pixels <= 0 or self.min_side < 1 or self.max_aspect < 1:
+            raise ConfigError("image.max_pixels, min_side and max_aspect must be positive")
+
+
+@dataclass
+class PreprocessConfig:
+    """Deterministic in-model contrast preprocessing, applied at training and prediction.
+
+    Attributes:
+        contrast: ``none``, ``clahe`` (Keras' ContrastLimitedAdaptiveHistogramEqualization)
+            or ``equalize`` (global histogram equalisation,
+            :class:`cxr_keras.layers.HistogramEqualization`).
+        clip_limit: CLAHE clip limit.
+        tile_grid: CLAHE tiles per side.
+    """
+
+    contrast: Literal["none", "clahe", "equalize"] = "none"
+    clip_limit: float = 2.0
+    tile_grid: int = 8
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation. Geometric/photometric layers run inside the model (on the
+    accelerator, inactive at inference); MixUp/CutMix run in tf.data because they mix labels.
+
+    Attributes:
+        flip: random horizontal flips (off by default: the heart is on the left).
+        rotation: maximum rotation in degrees.
+        zoom: maximum zoom as a fraction of the size (0.1 = +-10 %).
+        translation: maximum shift as a fraction of the size.
+        brightness: maximum brightness change as a fraction of the value range.
+        contrast: maximum contrast change factor.
+        fill_mode: how pixels moved in from outside are filled.
+        mixup_alpha: Beta(alpha, alpha) of MixUp; 0 disables it.
+        cutmix_alpha: Beta(alpha, alpha) of CutMix; 0 disables it.
+    """
+
+    flip: bool = False
+    rotation: float = 0.0
+    zoom: float = 0.0
+    translation: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    fill_mode: Literal["constant", "reflect", "nearest", "wrap"] = "constant"
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("rotation", "zoom", "translation", "brightness", "contrast"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"augment.{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.rotation <= 180:
+            raise ConfigError(f"augment.rotation: degrees in [0, 180], got {self.rotation}")
+        for name in ("zoom", "translation", "brightness", "contrast"):
+            if getattr(self, name) >= 1:
+                raise ConfigError(f"augment.{name}: a fraction below 1, got {getattr(self, name)}")
+
+    @property
+    def geometric_or_photometric(self) -> bool:
+        """True when any in-model augmentation layer is configured."""
+        return bool(
+            self.flip
+            or self.rotation
+            or self.zoom
+            or self.translation
+            or self.brightness
+            or self.contrast
+        )
+
+
+@dataclass
+class SplitConfig:
+    """How the manifest is split into train/val/test, always disjoint by patient.
+
+    Attributes:
+        method: ``auto`` keeps a split the source provides (a ``split`` column, e.g. the
+            Kermany ``train``/``val`` folders) and otherwise splits by patient; ``patient``
+            always re-splits by patient; ``column`` requires the source's split.
+        val: fraction of patients for validation (``patient`` splits).
+        test: fraction of patients for test (``patient`` splits).
+        stratify: keep label proportions similar across splits where possible.
+    """
+
+    method: Literal["auto", "patient", "column"] = "auto"
+    val: float = 0.15
+    test: float = 0.0
+    stratify: bool = True
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
+            raise ConfigError(
+                f"data.split: val and test must be fractions summing below 1, "
+                f"got val={self.val} test={self.test}"
+            )
+
+
+@dataclass
+class DataConfig:
+    """Where the images and labels are, how they are read, and how batches are fed.
+
+    Attributes:
+        source: ``folder`` (one folder per class, optional split level), ``csv``
+            (a labels CSV with paths), or ``dicom`` (a folder of DICOM files, labels
+            from a CSV or from class folders).
+        root: the folder the images are under. ``sample:kermany`` names a bundled sample.
+        csv: the labels CSV (``csv`` and ``dicom`` sources).
+        labels: the labels to learn, in model output order. Default: every label found.
+        negative_classes: class folders that mean "no label positive" (folder source).
+        path_column: the CSV column with image paths, relative to ``root``.
+        finding_column: a CSV column of separator-joined findings (NIH ``Finding Labels``);
+            when absent, every label is its own column (CheXpert style).
+        finding_separator: the separator of ``finding_column``.
+        patient_column: the CSV column with patient ids (else parsed from file names).
+        view_column: the CSV column with the view (PA/AP/LATERAL).
+        id_column: the CSV column matched to DICOM file stems (``dicom`` source).
+        patient_id_pattern: a regular expression whose first group is the patient id,
+            searched in each path relative to ``root``; default: the known public patterns.
+        patient_id_salt: salt of the hash that replaces DICOM PatientIDs.
+        uncertain: policy for uncertain (-1) labels, ``zeros``/``ones``/``ignore``, or a
+            mapping label -> policy (other labels: ``zeros``).
+        blank: policy for blank label cells, ``zeros``/``ones``/``ignore``.
+        verify: ``header`` reads each file's header before training (format, size,
+            truncation, DICOM attributes) and skips bad files; ``full`` decodes each file;
+            ``none`` trusts the files.
+        split: the train/val/test split.
+        batch_size: images per batch.
+        cache: ``memory`` caches decoded images in RAM; ``none`` decodes every epoch; any
+            other value is a directory for a tf.data file cache.
+        shuffle_buffer: shuffle buffer size; default the whole training split.
+    """
+
+    source: Literal["folder", "csv", "dicom"]
+    root: str
+    csv: str | None = None
+    labels: list[str] | None = None
+    negative_classes: list[str] = field(default_factory=lambda: ["NORMAL", "No Finding"])
+    path_column: str = "path"
+    finding_column: str | None = None
+    finding_separator: str = "|"
+    patient_column: str | None = None
+    view_column: str | None = None
+    id_column: str | None = None
+    patient_id_pattern: str | None = None
+    patient_id_salt: str = "cxr-keras"
+    uncertain: Literal["zeros", "ones", "ignore"] | dict[str, str] = "zeros"
+    blank: Literal["zeros", "ones", "ignore"] = "zeros"
+    verify: Literal["header", "full", "none"] = "header"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    batch_size: int = 32
+    cache: str = "memory"
+    shuffle_buffer: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size: must be >= 1, got {self.batch_size}")
+        if self.source == "csv" and not self.csv:
+            raise ConfigError("data.csv: the csv source needs a labels CSV file")
+        if isinstance(self.uncertain, dict):
+            bad = {k: v for k, v in self.uncertain.items() if v not in ("zeros", "ones", "ignore")}
+            if bad:
+                raise ConfigError(f"data.uncertain: policies must be zeros/ones/ignore, got {bad}")
+
+
+@dataclass
+class Config:
+    """A whole run: its name (the folder under ``runs/``), seed and settings."""
+
+    name: str
+    data: DataConfig
+    seed: int = 42
+    image: ImageSpec = field(default_factory=ImageSpec)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
+            raise ConfigError(f"name: a plain folder name is expected, got {self.name!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        """``runs/<name>``, relative to the working directory."""
+        return Path("runs") / self.name
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file, apply ``key.sub=value`` overrides, and validate it.
+
+    Example:
+        >>> cfg = load_config("tuner_configs/demo.yaml", ["data.batch_size=8"])  # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``raw`` with ``dotted.key=value`` overrides (values parsed as YAML).
+
+    Example:
+        >>> apply_overrides({"data": {"batch_size": 32}}, ["data.batch_size=8"])
+        {'data': {'batch_size': 8}}
+    """
+    import copy
+
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Validate a plain dict (as read from YAML) into a :class:`Config`."""
+    return _build(Config, raw, "")
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A plain, YAML/JSON-serialisable dict of a config dataclass (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
+
+
+def resolve_path(value: str | os.PathLike) -> Path:
+    """Expand ``~``, environment variables and the ``sample:<name>`` prefix of a path.
+
+    Relative paths stay relative to the working directory.
+
+    Example:
+        >>> resolve_path("sample:kermany").name
+        'kermany'
+    """
+    text = os.path.expandvars(os.path.expanduser(str(value)))
+    if text.startswith(SAMPLE_PREFIX):
+        from cxr_keras.sample_data import sample_path
+
+        return sample_path(text[len(SAMPLE_PREFIX) :])
+    return Path(text)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = unknown[0]
+        near = difflib.get_close_matches(str(key), list(fields), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else f"; known keys: {', '.join(fields)}"
+        raise ConfigError(f"unknown key {_join(where, key)!r}{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in raw:
+            kwargs[name] = _coerce(hints[name], raw[name], _join(where, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {_join(where, name)!r}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc).split(": ", 1)[-1])
+        raise ConfigError(f"{where}: expected {' or '.join(errors)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if isinstance(value, int) and not isinstance(value, bool) and args[0] is int:
+            return value  # a square size; the dataclass expands it
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} numbers, got {value!r}")
+        return tuple(
+            _coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - programming error
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else str(key)

@@ -1,0 +1,129 @@
+"""Augmentation and deterministic contrast preprocessing, built from the config with Keras 3
+layers.
+
+- :func:`build_augmentation`: flips, rotation, zoom, translation, brightness and contrast as
+  a ``keras.Sequential`` placed inside the model, so it runs on the accelerator during
+  training and is inactive at inference (Keras random layers are identity when
+  ``training=False``).
+- :func:`build_contrast_preprocessing`: CLAHE (Keras' layer) or global histogram
+  equalisation (:class:`cxr_keras.layers.HistogramEqualization`), also inside the model,
+  so training and prediction apply it identically.
+- :func:`build_label_mixing`: MixUp / CutMix, which must see the labels, so they run on
+  batches in tf.data; sample weights (label masks and class weights) are mixed with the
+  labels, and an entry ignored in either mixed image stays ignored.
+
+All layers take images in [0, 1] (value_range=(0, 1)).
+
+Example:
+    >>> from cxr_keras.config import AugmentConfig
+    >>> aug = build_augmentation(AugmentConfig(rotation=10, zoom=0.1), seed=0)
+    >>> [layer.__class__.__name__ for layer in aug.layers]
+    ['RandomRotation', 'RandomZoom']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cxr_keras.config import AugmentConfig, PreprocessConfig
+
+__all__ = ["build_augmentation", "build_contrast_preprocessing", "build_label_mixing"]
+
+_VALUE_RANGE = (0.0, 1.0)
+
+
+def build_augmentation(cfg: AugmentConfig, seed: int | None = None):
+    """A ``keras.Sequential`` of the configured random layers, or None when none is on."""
+    import keras
+
+    layers = []
+    if cfg.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if cfg.rotation:
+        layers.append(
+            keras.layers.RandomRotation(
+                cfg.rotation / 360.0, fill_mode=cfg.fill_mode, fill_value=0.0, seed=seed
+            )
+        )
+    if cfg.zoom:
+        layers.append(
+            keras.layers.RandomZoom(
+                (-cfg.zoom, cfg.zoom), fill_mode=cfg.fill_mode, fill_value=0.0, seed=seed
+            )
+        )
+    if cfg.translation:
+        layers.append(
+            keras.layers.RandomTranslation(
+                cfg.translation, cfg.translation, fill_mode=cfg.fill_mode, fill_value=0.0, seed=seed
+            )
+        )
+    if cfg.brightness:
+        layers.append(
+            keras.layers.RandomBrightness(cfg.brightness, value_range=_VALUE_RANGE, seed=seed)
+        )
+    if cfg.contrast:
+        layers.append(
+            keras.layers.RandomContrast(cfg.contrast, value_range=_VALUE_RANGE, seed=seed)
+        )
+    if not layers:
+        return None
+    return keras.Sequential(layers, name="augmentation")
+
+
+def build_contrast_preprocessing(cfg: PreprocessConfig):
+    """The deterministic contrast layer (CLAHE or histogram equalisation), or None."""
+    import keras
+
+    if cfg.contrast == "clahe":
+        return keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
+            value_range=_VALUE_RANGE,
+            clip_limit=cfg.clip_limit,
+            tile_grid_size=(cfg.tile_grid, cfg.tile_grid),
+            name="contrast_clahe",
+        )
+    if cfg.contrast == "equalize":
+        from cxr_keras.layers import HistogramEqualization
+
+        return HistogramEqualization(name="contrast_equalize")
+    return None
+
+
+def build_label_mixing(cfg: AugmentConfig, seed: int | None = None) -> Callable | None:
+    """A tf.data batch function ``(x, y, w) -> (x, y, w)`` doing MixUp or CutMix, or None.
+
+    With both enabled, each batch uses one of them at random (probability 1/2 each).
+    Labels and per-label weights are mixed with the same coefficients; a label ignored
+    (weight 0) in either image of a pair gets weight 0 in the mixed image.
+    """
+    import keras
+    import tensorflow as tf
+
+    mixers = []
+    if cfg.mixup_alpha > 0:
+        mixers.append(keras.layers.MixUp(alpha=cfg.mixup_alpha, seed=seed))
+    if cfg.cutmix_alpha > 0:
+        mixers.append(keras.layers.CutMix(factor=cfg.cutmix_alpha, seed=seed))
+    if not mixers:
+        return None
+
+    def apply(mixer, x, packed):
+        out = mixer({"images": x, "labels": packed}, training=True)
+        return out["images"], out["labels"]
+
+    def mix(x, y, w):
+        n = tf.shape(y)[-1]
+        observed = tf.cast(w > 0, tf.float32)
+        packed = tf.concat([y, w, observed], axis=-1)
+        if len(mixers) == 1:
+            x, packed = apply(mixers[0], x, packed)
+        else:
+            x, packed = tf.cond(
+                tf.random.uniform([], seed=seed) < 0.5,
+                lambda: apply(mixers[0], x, packed),
+                lambda: apply(mixers[1], x, packed),
+            )
+        y_mixed, w_mixed, observed = packed[:, :n], packed[:, n : 2 * n], packed[:, 2 * n :]
+        w_mixed = tf.where(observed > 1.0 - 1e-6, w_mixed, tf.zeros_like(w_mixed))
+        return tf.cast(x, tf.float32), y_mixed, w_mixed
+
+    return mix

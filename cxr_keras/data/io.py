@@ -1,0 +1,625 @@
+"""Reading chest X-ray files: the one ``load_image(path, image_spec)`` every stage uses.
+
+A file becomes a float32 grayscale array in [0, 1], shape (height, width, 1):
+
+- PNG, JPEG, BMP and GIF (8- or 16-bit, grayscale or RGB) are decoded with ``tf.io`` so
+  the eager path here and the tf.data pipeline run the very same ops;
+- DICOM goes through pydicom: modality LUT (rescale slope/intercept), then the VOI LUT or
+  window from the header (or min-max), and MONOCHROME1 is inverted so bone is bright.
+  Multi-frame, colour, non-image and non-chest DICOMs are refused with the reason.
+
+Then :func:`prepare_image` resizes it to the model size as the :class:`ImageSpec` says.
+Every failure raises :class:`ImageDecodeError` naming the file, the reason and a short
+``code`` used to count skipped files in run summaries.
+
+Example:
+    >>> from cxr_keras.config import ImageSpec
+    >>> from cxr_keras.sample_data import sample_files
+    >>> x = load_image(sample_files("kermany")[0], ImageSpec(size=128))
+    >>> x.shape, x.dtype.name, bool(0.0 <= x.min() <= x.max() <= 1.0)
+    ((128, 128, 1), 'float32', True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cxr_keras.config import ImageSpec
+
+__all__ = [
+    "DECODER_KINDS",
+    "DICOM_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "ImageDecodeError",
+    "ImageHeader",
+    "decode_dicom",
+    "decoder_kind",
+    "hash_patient_id",
+    "is_dicom_path",
+    "load_image",
+    "model_input_fn",
+    "prepare_image",
+    "read_dicom_header",
+    "read_header",
+    "read_image",
+    "resize_method",
+    "sniff_format",
+]
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})
+
+# Radiograph modalities (CR, DX; DR is common though not standard; RG; OT/SC secondary
+# captures such as the RSNA/SIIM Kaggle files). Anything else is not a chest radiograph.
+_RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "OT", "SC"})
+_CHEST_BODY_PART_WORDS = ("CHEST", "THORA", "TORAX", "TORACE", "LUNG", "PULMO", "BRUST")
+
+
+class ImageDecodeError(ValueError):
+    """A file cannot be used as a chest X-ray; ``code`` is a short category, ``reason`` says why.
+
+    Codes: ``missing``, ``empty``, ``unsupported_format``, ``truncated``, ``too_large``,
+    ``bad_shape``, ``decode_failed``, ``dicom_no_image``, ``dicom_multiframe``,
+    ``dicom_color``, ``dicom_not_chest``, ``dicom_unsupported_syntax``.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, code: str = "decode_failed"):
+        self.path = str(path)
+        self.reason = reason
+        self.code = code
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, read without decoding its pixels."""
+
+    format: str  # png | jpeg | bmp | gif | dicom
+    width: int
+    height: int
+    view: str | None = None  # DICOM ViewPosition, when present
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def sniff_format(path: str | os.PathLike) -> str | None:
+    """The file's format from its first bytes (not its extension), or None if unknown.
+
+    Example:
+        >>> from cxr_keras.sample_data import sample_files
+        >>> sniff_format(sample_files("kermany")[0])
+        'jpeg'
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if Path(path).suffix.lower() in DICOM_EXTENSIONS and len(head) >= 8:
+        return "dicom"  # DICOM without the 128-byte preamble: pydicom reads it with force
+    return None
+
+
+def is_dicom_path(path: str | os.PathLike) -> bool:
+    """True when the file is DICOM (by content, falling back to the extension)."""
+    try:
+        return sniff_format(path) == "dicom"
+    except OSError:
+        return Path(path).suffix.lower() in DICOM_EXTENSIONS
+
+
+def read_header(path: str | os.PathLike, spec: ImageSpec | None = None) -> ImageHeader:
+    """Check a file without decoding its pixels; raise :class:`ImageDecodeError` if unusable.
+
+    Catches missing and empty files, unknown formats, truncated PNG/JPEG files (no end
+    marker), images too large or of an implausible shape, and unusable DICOMs.
+
+    Example:
+        >>> from cxr_keras.sample_data import sample_files
+        >>> read_header(sample_files("kermany")[0]).format
+        'jpeg'
+    """
+    spec = spec or ImageSpec()
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "file not found", "missing") from None
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file ({exc.strerror})", "missing") from None
+    if path.is_dir():
+        raise ImageDecodeError(path, "is a directory, not an image file", "unsupported_format")
+    if size == 0:
+        raise ImageDecodeError(path, "empty file (0 bytes)", "empty")
+    try:
+        fmt = sniff_format(path)
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file ({exc})", "missing") from None
+    if fmt == "dicom":
+        header = read_dicom_header(path, spec)
+    elif fmt in ("png", "jpeg", "bmp", "gif"):
+        header = _read_raster_header(path, fmt, size)
+    elif fmt == "tiff":
+        raise ImageDecodeError(
+            path, "TIFF is not supported: convert it to 16-bit PNG", "unsupported_format"
+        )
+    else:
+        raise ImageDecodeError(
+            path,
+            "not an image: unrecognised format (expected PNG, JPEG, BMP, GIF or DICOM)",
+            "unsupported_format",
+        )
+    _check_shape(path, header.width, header.height, spec)
+    return header
+
+
+def _read_raster_header(path: Path, fmt: str, size: int) -> ImageHeader:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                mode = im.mode
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(path, f"image too large ({exc})", "too_large") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(
+            path, f"corrupt {fmt.upper()} header ({exc})", "decode_failed"
+        ) from None
+    if mode == "CMYK":
+        raise ImageDecodeError(path, "CMYK JPEG is not a radiograph format", "unsupported_format")
+    end_marker = {"png": b"IEND", "jpeg": b"\xff\xd9"}.get(fmt)
+    if end_marker is not None:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - 1024))
+            tail = fh.read()
+        if end_marker not in tail:
+            raise ImageDecodeError(
+                path, f"truncated {fmt.upper()} file (no end marker; {size} bytes)", "truncated"
+            )
+    return ImageHeader(fmt, width, height)
+
+
+def _check_shape(path: Path, width: int, height: int, spec: ImageSpec) -> None:
+    if width * height > spec.max_pixels:
+        raise ImageDecodeError(
+            path,
+            f"image too large: {width}x{height} = {width * height} pixels "
+            f"> limit {spec.max_pixels} (image.max_pixels)",
+            "too_large",
+        )
+    if min(width, height) < spec.min_side:
+        raise ImageDecodeError(
+            path,
+            f"implausible shape {width}x{height}: shorter side below {spec.min_side} px",
+            "bad_shape",
+        )
+    if max(width, height) > spec.max_aspect * min(width, height):
+        raise ImageDecodeError(
+            path,
+            f"implausible shape {width}x{height}: aspect ratio above {spec.max_aspect}",
+            "bad_shape",
+        )
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _dcmread(path: Path, header_only: bool):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    kwargs = {"defer_size": "2 KB"} if header_only else {}
+    try:
+        try:
+            return pydicom.dcmread(path, **kwargs)
+        except InvalidDicomError:
+            return pydicom.dcmread(path, force=True, **kwargs)
+    except Exception as exc:  # pydicom raises many types on broken files
+        raise ImageDecodeError(
+            path, f"unreadable DICOM ({type(exc).__name__}: {exc})", "decode_failed"
+        ) from None
+
+
+def read_dicom_header(path: str | os.PathLike, spec: ImageSpec | None = None) -> ImageHeader:
+    """Check a DICOM's attributes without decoding pixels (see :func:`read_header`).
+
+    Never reads or returns identifying tags: only the attributes needed to decide whether
+    the file is a single-frame grayscale chest radiograph that can be decoded here.
+    """
+    path = Path(path)
+    ds = _dcmread(path, header_only=True)
+    _check_dicom(ds, path)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and not syntax.is_compressed:
+        expected = rows * cols * int(ds.get("BitsAllocated", 8) or 8) // 8
+        size = path.stat().st_size
+        if size < expected:
+            raise ImageDecodeError(
+                path,
+                f"truncated DICOM: {size} bytes cannot hold "
+                f"{cols}x{rows} pixels ({expected} bytes)",
+                "truncated",
+            )
+    view = str(ds.get("ViewPosition", "") or "").strip().upper() or None
+    return ImageHeader("dicom", cols, rows, view)
+
+
+def _check_dicom(ds, path: Path) -> None:
+    if "PixelData" not in ds:
+        sop = str(ds.get("SOPClassUID", "unknown")) if "SOPClassUID" in ds else "unknown"
+        raise ImageDecodeError(
+            path, f"DICOM holds no image (no PixelData; SOP class {sop})", "dicom_no_image"
+        )
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality and modality not in _RADIOGRAPH_MODALITIES:
+        raise ImageDecodeError(
+            path,
+            f"not a radiograph (Modality={modality}; expected CR, DX or a secondary capture)",
+            "dicom_not_chest",
+        )
+    body = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+    if body and not any(word in body for word in _CHEST_BODY_PART_WORDS):
+        raise ImageDecodeError(
+            path, f"not a chest image (BodyPartExamined={body})", "dicom_not_chest"
+        )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageDecodeError(
+            path,
+            f"multi-frame DICOM ({frames} frames), expected one radiograph",
+            "dicom_multiframe",
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageDecodeError(
+            path,
+            f"colour DICOM (PhotometricInterpretation={photometric or 'missing'}, "
+            f"SamplesPerPixel={samples}); expected grayscale MONOCHROME1/2",
+            "dicom_color",
+        )
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_compressed:
+        from pydicom.pixels import get_decoder
+
+        try:
+            available = get_decoder(syntax).is_available
+        except NotImplementedError:
+            available = False
+        if not available:
+            raise ImageDecodeError(
+                path,
+                f"cannot decode transfer syntax {syntax.name!r} with the installed "
+                "plugins: install pylibjpeg with pylibjpeg-libjpeg/-openjpeg, or python-gdcm",
+                "dicom_unsupported_syntax",
+            )
+
+
+def decode_dicom(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.ndarray:
+    """Decode a chest radiograph DICOM to float32 (height, width) in [0, 1], bone bright.
+
+    Steps: modality LUT (rescale slope/intercept); then ``spec.dicom_window``: ``auto``
+    uses the VOI LUT sequence or the first window of the header (LINEAR, LINEAR_EXACT or
+    SIGMOID as DICOM PS3.3 C.11.2 defines them) and falls back to min-max; ``header``
+    requires one of them; ``minmax`` scales the whole range; ``(center, width)`` windows
+    in modality units. MONOCHROME1 is inverted last.
+
+    Example:
+        >>> from cxr_keras.sample_data import sample_files
+        >>> img = decode_dicom(sample_files("dicom")[0])
+        >>> img.dtype.name, float(img.min()) >= 0.0, float(img.max()) <= 1.0
+        ('float32', True, True)
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    spec = spec or ImageSpec()
+    path = Path(path)
+    ds = _dcmread(path, header_only=False)
+    _check_dicom(ds, path)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    _check_shape(path, cols, rows, spec)
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:
+        raise ImageDecodeError(
+            path, f"cannot decode DICOM pixels ({type(exc).__name__}: {exc})", "decode_failed"
+        ) from None
+    if raw.ndim != 2:
+        raise ImageDecodeError(
+            path, f"expected one 2-D grayscale frame, got shape {raw.shape}", "dicom_multiframe"
+        )
+    values = apply_modality_lut(raw, ds).astype(np.float64)
+    window = spec.dicom_window
+    has_lut = "VOILUTSequence" in ds
+    has_window = "WindowCenter" in ds and "WindowWidth" in ds
+    if window == "header" and not (has_lut or has_window):
+        raise ImageDecodeError(
+            path,
+            "image.dicom_window=header but the DICOM has no VOI LUT or window",
+            "decode_failed",
+        )
+    if isinstance(window, (tuple, list)):
+        out = _window(values, float(window[0]), float(window[1]), "LINEAR_EXACT")
+    elif window in ("auto", "header") and has_lut:
+        lut_out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
+        out = (lut_out - lut.min()) / max(lut.max() - lut.min(), 1e-12)
+    elif window in ("auto", "header") and has_window:
+        center = _first(ds.WindowCenter)
+        width = _first(ds.WindowWidth)
+        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+        out = _window(values, center, width, function)
+    else:
+        lo, hi = float(values.min()), float(values.max())
+        out = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1":
+        out = 1.0 - out
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _first(value) -> float:
+    try:
+        return float(value[0])
+    except TypeError:
+        return float(value)
+
+
+def _window(x: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2 windowing with output range [0, 1]."""
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / max(width, 1e-12)))
+    if function == "LINEAR_EXACT":
+        return np.clip((x - center) / max(width, 1e-12) + 0.5, 0.0, 1.0)
+    width = max(width, 1.0)
+    if width == 1.0:
+        return (x > center - 0.5).astype(np.float64)
+    return np.clip((x - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def hash_patient_id(patient_id: str, salt: str) -> str:
+    """A salted, irreversible stand-in for a DICOM PatientID (16 hex digits).
+
+    Example:
+        >>> hash_patient_id("9RG1", "cxr-keras") == hash_patient_id("9RG1", "cxr-keras")
+        True
+    """
+    return hashlib.sha256(f"{salt}\x00{patient_id}".encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+#: How a file is decoded, by its format; the pipeline passes the index in this tuple.
+DECODER_KINDS = ("png", "jpeg", "raster", "dicom")
+
+
+def decoder_kind(fmt: str) -> str:
+    """The decoder for a format found by :func:`sniff_format` (BMP and GIF share one)."""
+    return fmt if fmt in ("png", "jpeg", "dicom") else "raster"
+
+
+def _decode_native(kind: str, path, spec: ImageSpec):
+    """Decode a file to ``(image (H, W, 1), scale)``: the file's own integer type where it
+    has one, with ``image * scale`` in [0, 1]. TensorFlow ops, eager or in tf.data.
+
+    PNG is read as 16 bit (8-bit files scale exactly), JPEG as 8 bit, both converting colour
+    to gray in the decoder; BMP/GIF go through float RGB -> ITU-R 601 luma; DICOM runs
+    :func:`decode_dicom` (through ``tf.numpy_function`` inside a graph). Resizing the
+    integer image before scaling saves a full-resolution float pass per image.
+    """
+    tf = _tf()
+    if kind == "dicom":
+
+        def decode(p):
+            return decode_dicom(p.decode("utf-8") if isinstance(p, bytes) else p, spec)[..., None]
+
+        image = tf.numpy_function(decode, [path], tf.float32, stateful=False)
+        image.set_shape([None, None, 1])
+        return image, 1.0
+    contents = tf.io.read_file(path)
+    if kind == "png":
+        return tf.io.decode_png(contents, channels=1, dtype=tf.uint16), 1.0 / 65535.0
+    if kind == "jpeg":
+        return tf.io.decode_jpeg(contents, channels=1), 1.0 / 255.0
+    rgb = tf.io.decode_image(contents, channels=3, dtype=tf.float32, expand_animations=False)
+    return tf.image.rgb_to_grayscale(rgb), 1.0
+
+
+def model_input_fn(kinds, spec: ImageSpec, methods=None):
+    """A graph function ``(path, kind_index) -> model input`` for tf.data.
+
+    ``kinds`` are the decoder kinds of the files (:func:`decoder_kind`), ``methods`` their
+    resize methods (:func:`resize_method`) where their sizes are known. When every file
+    shares one kind and one method (the usual case) the function is a straight line of
+    ops, without control flow, which tf.data runs markedly faster; otherwise it dispatches
+    on ``kind_index`` (into :data:`DECODER_KINDS`) and picks the resize method in the
+    graph by the same rule. The values are those of :func:`load_image` either way.
+    """
+    tf = _tf()
+    kinds = sorted(set(kinds))
+    methods = set(methods) if methods is not None else {None}
+    method = methods.pop() if len(methods) == 1 else None
+
+    def load(kind, path):
+        image, scale = _decode_native(kind, path, spec)
+        return prepare_image(image, spec, scale, method)
+
+    if len(kinds) == 1:
+        return lambda path, index: load(kinds[0], path)
+
+    def dispatch(path, index):
+        branches = [lambda kind=kind: load(kind, path) for kind in DECODER_KINDS]
+        return tf.switch_case(tf.cast(index, tf.int32), branches)
+
+    return dispatch
+
+
+def _resize_target(height, width, spec: ImageSpec, xp):
+    """(source h, w, target h, w) of the one resize ``spec`` makes, in numpy or TF
+    (``xp``) with the same float32 arithmetic, so both give the same sizes."""
+    target_h, target_w = spec.size
+    if spec.resize == "crop":
+        height = width = xp.minimum(height, width)
+    if spec.resize == "pad":
+        h, w = xp.cast(height, "float32"), xp.cast(width, "float32")
+        factor = xp.minimum(xp.cast(target_h, "float32") / h, xp.cast(target_w, "float32") / w)
+        target_h = xp.maximum(1, xp.cast(xp.round(h * factor), "int32"))
+        target_w = xp.maximum(1, xp.cast(xp.round(w * factor), "int32"))
+    return height, width, target_h, target_w
+
+
+class _NumpyOps:  # the few numpy operations _resize_target needs, TF-style
+    minimum = staticmethod(np.minimum)
+    maximum = staticmethod(np.maximum)
+    round = staticmethod(np.round)
+
+    @staticmethod
+    def cast(x, dtype):
+        return np.asarray(x).astype(dtype)
+
+
+def resize_method(height: int, width: int, spec: ImageSpec) -> str:
+    """How an image of this size is resized: ``copy`` (already the size), ``area``
+    (shrinking both sides: exact area averaging, no aliasing) or ``bilinear``
+    (antialiased, when a side grows).
+
+    Example:
+        >>> resize_method(512, 362, ImageSpec(size=224)), resize_method(224, 224, ImageSpec())
+        ('area', 'copy')
+    """
+    h, w, th, tw = (int(v) for v in _resize_target(height, width, spec, _NumpyOps))
+    if (h, w) == (th, tw):
+        return "copy"
+    return "area" if h >= th and w >= tw else "bilinear"
+
+
+def _resize(image, size, method: str | None):
+    """Resize (H, W, 1) to ``size`` as float32 by ``method``, or choose it in the graph by
+    the rule of :func:`resize_method` (a copy skips the resize kernel, which costs more
+    than decoding a 224 px JPEG)."""
+    tf = _tf()
+    ops = {
+        "copy": lambda: tf.cast(image, tf.float32),
+        "area": lambda: tf.image.resize(image, size, method="area"),
+        "bilinear": lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+    }
+    if method is not None:
+        return ops[method]()
+    shape = tf.shape(image)[:2]
+    return tf.case(
+        [
+            (tf.reduce_all(tf.equal(shape, size)), ops["copy"]),
+            (tf.reduce_all(shape >= size), ops["area"]),
+        ],
+        default=ops["bilinear"],
+    )
+
+
+def prepare_image(image, spec: ImageSpec, scale: float = 1.0, method: str | None = None):
+    """Resize a (H, W, 1) image to the model input as ``spec`` says; float32 in [0, 1].
+
+    ``image * scale`` must be in [0, 1] (an integer image with ``scale`` 1/255 or 1/65535,
+    or a float image with scale 1). ``method`` is the image's :func:`resize_method` when
+    known (None: chosen in the graph by the same rule). Runs as TensorFlow ops, eagerly or
+    inside tf.data, so training and prediction compute the very same values. Area and
+    antialiased bilinear average their inputs, so the result stays in [0, 1].
+    """
+    tf = _tf()
+    image = tf.convert_to_tensor(image)
+    target_h, target_w = spec.size
+    if spec.resize == "crop":
+        shape = tf.shape(image)
+        side = tf.minimum(shape[0], shape[1])
+        image = tf.image.crop_to_bounding_box(
+            image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side
+        )
+    if spec.resize == "pad":
+        shape = tf.shape(image)
+        _, _, new_h, new_w = _resize_target(shape[0], shape[1], spec, tf)
+        image = _resize(image, tf.stack([new_h, new_w]), method)
+        image = tf.image.pad_to_bounding_box(
+            image, (target_h - new_h) // 2, (target_w - new_w) // 2, target_h, target_w
+        )
+    else:
+        image = _resize(image, tf.constant([target_h, target_w]), method)
+    if scale != 1.0:
+        image = image * scale
+    return tf.ensure_shape(image, (target_h, target_w, 1))
+
+
+def _decode_errors(path, header: ImageHeader):
+    """Context turning TensorFlow decode errors into :class:`ImageDecodeError`."""
+    import contextlib
+
+    tf = _tf()
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except tf.errors.OpError as exc:
+            message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            raise ImageDecodeError(
+                path, f"cannot decode {header.format.upper()} ({message})", "decode_failed"
+            ) from None
+
+    return guard()
+
+
+def read_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.ndarray:
+    """Decode a file at its own resolution: float32 (H, W, 1) in [0, 1], bone bright.
+
+    Checks the file with :func:`read_header` first; raises :class:`ImageDecodeError`.
+    Use it where the original size matters (e.g. overlays); models take
+    :func:`load_image`.
+    """
+    spec = spec or ImageSpec()
+    header = read_header(path, spec)
+    if header.format == "dicom":
+        return decode_dicom(path, spec)[..., None]
+    tf = _tf()
+    with _decode_errors(path, header):
+        image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
+        return (tf.cast(image, tf.float32) * scale).numpy()
+
+
+def load_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.ndarray:
+    """The model input for one file: float32 (size[0], size[1], 1) in [0, 1].
+
+    The very same ops as the tf.data pipeline (:mod:`cxr_keras.data.pipeline`), for
+    training, evaluation, prediction, the app and export checks alike.
+    """
+    spec = spec or ImageSpec()
+    header = read_header(path, spec)
+    method = resize_method(header.height, header.width, spec)
+    if header.format == "dicom":
+        return prepare_image(decode_dicom(path, spec)[..., None], spec, 1.0, method).numpy()
+    with _decode_errors(path, header):
+        image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
+        return prepare_image(image, spec, scale, method).numpy()
