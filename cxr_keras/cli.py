@@ -1,0 +1,60 @@
+"""Shared command-line plumbing: the common options, logging, and quiet TensorFlow logs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from cxr_keras.config import Config, ConfigError, load_config
+
+__all__ = ["add_config_arguments", "config_from_args", "run_cli", "setup_logging"]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr with times; hide TensorFlow's C++ info/warning chatter unless verbose."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``, ``--set KEY=VALUE`` (repeatable), ``--run-name``, ``--verbose``."""
+    parser.add_argument("--config", required=True, help="YAML recipe, e.g. tuner_configs/demo.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. data.batch_size=16",
+    )
+    parser.add_argument("--run-name", help="name of the run folder under runs/ (default: name)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The validated config of the parsed arguments (overrides and run name applied)."""
+    overrides = list(args.overrides)
+    if getattr(args, "run_name", None):
+        overrides.append(f"name={args.run_name}")
+    return load_config(args.config, overrides)
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
+    """Run a CLI ``main``: user errors (bad config, bad data) print one clear line, exit 2."""
+    try:
+        code = main(argv)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        logging.getLogger("cxr_keras").debug("error", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
