@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real data packs are, and small helpers.
+
+The packs live in ``../shared/data`` beside the checkout (or ``$CXR_SHARED_DATA``). Tests
+that need them skip with a clear message when they are absent, unless
+``CXR_REQUIRE_DATA=1`` (set by ``.ci/run``), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real data packs (kermany_pneumonia, nih_cxr14_sample, dicom, ...)."""
+    if not (SHARED / "kermany_pneumonia").is_dir():
+        message = (
+            f"real data packs not found at {SHARED}; set CXR_SHARED_DATA to the folder "
+            "holding kermany_pneumonia/, nih_cxr14_sample/, dicom/ and label_files/"
+        )
+        if os.environ.get("CXR_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return SHARED

@@ -1,0 +1,101 @@
+"""Config loading and validation: early, clear errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cxr_keras.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    resolve_path,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {"name": "t", "data": {"source": "folder", "root": "sample:kermany"}}
+
+
+def test_demo_config_loads_with_overrides():
+    cfg = load_config(
+        REPO / "tuner_configs" / "demo.yaml",
+        ["data.batch_size=8", "image.size=[96, 112]", "augment.flip=true"],
+    )
+    assert cfg.data.batch_size == 8
+    assert cfg.image.size == (96, 112)
+    assert cfg.augment.flip is True
+    assert cfg.data.split.method == "patient" and cfg.data.split.test == 0.2
+    assert cfg.run_dir == Path("runs") / "demo"
+
+
+def test_square_size_and_defaults():
+    cfg = config_from_dict({**BASE, "image": {"size": 160}})
+    assert cfg.image.size == (160, 160)
+    assert cfg.image.resize == "squash"
+    assert cfg.data.uncertain == "zeros"
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"augment": {"rotaion": 5}}, "unknown key 'augment.rotaion' (did you mean 'rotation'?)"),
+        (
+            {"data": {"source": "folder", "root": "x", "batch_size": "big"}},
+            "data.batch_size: expected an integer, got 'big'",
+        ),
+        ({"image": {"resize": "stretch"}}, "image.resize: expected one of"),
+        (
+            {"data": {"source": "folder", "root": "x", "split": {"val": 0.6, "test": 0.5}}},
+            "val and test must be fractions summing below 1",
+        ),
+        ({"augment": {"zoom": 1.5}}, "augment.zoom: a fraction below 1"),
+        ({"data": {"source": "csv", "root": "x"}}, "data.csv: the csv source needs"),
+        (
+            {"data": {"source": "folder", "root": "x", "uncertain": {"Edema": "maybe"}}},
+            "data.uncertain",
+        ),
+        ({"name": "../escape"}, "name: a plain folder name"),
+    ],
+)
+def test_invalid_configs_name_the_key(patch, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({**BASE, **patch})
+    assert message in str(info.value)
+
+
+def test_missing_required_key():
+    with pytest.raises(ConfigError, match=r"missing required key 'data\.root'"):
+        config_from_dict({"name": "t", "data": {"source": "folder"}})
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_overrides_parse_yaml_values_and_reject_garbage():
+    out = apply_overrides({"data": {"labels": None}}, ["data.labels=[A, B]", "seed=7"])
+    assert out == {"data": {"labels": ["A", "B"]}, "seed": 7}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["data.batch_size"])
+
+
+def test_round_trip_to_plain_dict():
+    cfg = config_from_dict({**BASE, "image": {"size": [64, 80], "dicom_window": [40, 400]}})
+    plain = config_to_dict(cfg)
+    assert plain["image"]["size"] == [64, 80]
+    assert config_from_dict(plain) == cfg
+
+
+def test_sample_prefix_resolves_inside_the_package():
+    path = resolve_path("sample:nih")
+    assert (path / "labels.csv").is_file()
+    with pytest.raises(ValueError, match="unknown bundled sample"):
+        resolve_path("sample:chexpert")

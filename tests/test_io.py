@@ -1,0 +1,130 @@
+"""Decoding: DICOM (MONOCHROME1/2, JPEG 2000, JPEG baseline), 8/16-bit PNG, RGB, and the
+one load_image that training and prediction share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from cxr_keras.config import ImageSpec
+from cxr_keras.data.io import decode_dicom, load_image, prepare_image, read_header, read_image
+from cxr_keras.data.pipeline import make_image_dataset
+from cxr_keras.sample_data import sample_files
+
+SPEC = ImageSpec(size=256)
+
+
+def _spine_and_lungs(image: np.ndarray) -> tuple[float, float]:
+    """Mean of the mediastinum/spine strip and of both lung fields of a PA film."""
+    h, w = image.shape[:2]
+    rows = slice(int(0.3 * h), int(0.6 * h))
+    spine = image[rows, int(0.46 * w) : int(0.54 * w)].mean()
+    lungs = np.concatenate(
+        [
+            image[rows, int(0.2 * w) : int(0.32 * w)].ravel(),
+            image[rows, int(0.68 * w) : int(0.8 * w)].ravel(),
+        ]
+    ).mean()
+    return float(spine), float(lungs)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pydicom_data_RG1_J2KI.dcm",
+        "derived_RG1_half_uncompressed.dcm",
+        "siim_acr_pneumothorax_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
+    ],
+)
+def test_every_dicom_decodes_with_bone_bright(shared_data, name):
+    path = shared_data / "dicom" / name
+    raw = pydicom.dcmread(path)
+    image = load_image(path, SPEC)[..., 0]
+    assert image.shape == (256, 256) and image.dtype == np.float32
+    assert image.min() >= 0.0 and image.max() <= 1.0 and image.std() > 0.1
+    spine, lungs = _spine_and_lungs(image)
+    assert spine > lungs + 0.15, (raw.PhotometricInterpretation, spine, lungs)
+    # MONOCHROME1 stores bone dark: the raw pixel relation is the reverse
+    raw_spine, raw_lungs = _spine_and_lungs(raw.pixel_array.astype(float))
+    if raw.PhotometricInterpretation == "MONOCHROME1":
+        assert raw_spine < raw_lungs
+    else:
+        assert raw_spine > raw_lungs
+
+
+def test_jpeg2000_matches_the_uncompressed_copy(shared_data):
+    lossy = load_image(shared_data / "dicom" / "pydicom_data_RG1_J2KI.dcm", SPEC)
+    plain = load_image(shared_data / "dicom" / "derived_RG1_half_uncompressed.dcm", SPEC)
+    assert np.corrcoef(lossy.ravel(), plain.ravel())[0, 1] > 0.99
+    assert np.abs(lossy - plain).mean() < 0.01
+
+
+def test_dicom_window_options(shared_data):
+    path = shared_data / "dicom" / "derived_RG1_half_uncompressed.dcm"
+    header = decode_dicom(path, ImageSpec(dicom_window="header"))
+    minmax = decode_dicom(path, ImageSpec(dicom_window="minmax"))
+    assert header.shape == minmax.shape == (977, 920)
+    assert minmax.min() == 0.0 and minmax.max() == 1.0  # min-max spans the range
+    assert header.min() > 0.05  # the header window 15000/30000 is wider than the data
+    narrow = decode_dicom(path, ImageSpec(dicom_window=(12000.0, 8000.0)))
+    assert (narrow == 0).mean() + (narrow == 1).mean() > 0.2  # a narrow window clips
+    siim = next((shared_data / "dicom").glob("siim*.dcm"))
+    with pytest.raises(ValueError, match="has no VOI LUT or window"):
+        decode_dicom(siim, ImageSpec(dicom_window="header"))
+
+
+def test_png_16_bit_keeps_its_precision(tmp_path):
+    ramp = (np.arange(256 * 256, dtype=np.uint32).reshape(256, 256) % 65536).astype(np.uint16)
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp).save(path)
+    decoded = read_image(path)[..., 0]
+    np.testing.assert_allclose(decoded, ramp / 65535.0, atol=1e-6)
+    assert len(np.unique(decoded)) > 256  # more than 8 bits survived
+
+
+def test_rgb_and_gray_agree(tmp_path):
+    gray = np.asarray(Image.open(sample_files("kermany")[0]).convert("L"))
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    Image.fromarray(np.stack([gray] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    Image.fromarray(np.stack([gray, np.full_like(gray, 255)], -1), mode="LA").save(
+        tmp_path / "la.png"
+    )
+    a, b, c = (read_image(tmp_path / n) for n in ("gray.png", "rgb.png", "la.png"))
+    assert a.shape == b.shape == c.shape == (*gray.shape, 1)
+    np.testing.assert_allclose(a, b, atol=1.5 / 255)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_resize_modes_keep_or_change_the_aspect_ratio():
+    wide = np.zeros((100, 200, 1), np.float32)
+    wide[:, 50:150] = 1.0  # a central white square
+    squash = prepare_image(wide, ImageSpec(size=64, resize="squash")).numpy()[..., 0]
+    pad = prepare_image(wide, ImageSpec(size=64, resize="pad")).numpy()[..., 0]
+    crop = prepare_image(wide, ImageSpec(size=64, resize="crop")).numpy()[..., 0]
+    assert squash[32, 2] == 0.0 and squash[32, 32] == 1.0 and squash[0, 32] == 1.0
+    assert pad[0, 32] == 0.0 and pad[32, 32] == 1.0  # black bars above and below
+    assert crop.min() > 0.99  # the central square is all white
+
+
+def test_load_image_equals_the_pipeline_for_every_format(shared_data, tmp_path):
+    """No training/serving skew: eager load_image == tf.data pipeline, bit for bit."""
+    spec = ImageSpec(size=96)
+    png = tmp_path / "nih.png"
+    Image.open(sample_files("nih")[0]).save(png)
+    paths = [
+        sample_files("kermany")[0],
+        sample_files("nih")[0],
+        png,
+        shared_data / "dicom" / "pydicom_data_RG1_J2KI.dcm",
+    ]
+    batch = next(iter(make_image_dataset(paths, spec, batch_size=len(paths)))).numpy()
+    for i, path in enumerate(paths):
+        np.testing.assert_array_equal(load_image(path, spec), batch[i])
+
+
+def test_read_header_reports_format_and_view(shared_data):
+    header = read_header(shared_data / "dicom" / "pydicom_data_RG1_J2KI.dcm")
+    assert (header.format, header.width, header.height, header.view) == ("dicom", 1841, 1955, "PA")
+    assert read_header(sample_files("nih")[0]).format == "jpeg"

@@ -1,0 +1,145 @@
+"""The tf.data pipeline: shapes, masks, class weights, seeded shuffles, caches, mixing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxr_keras.config import AugmentConfig, ImageSpec
+from cxr_keras.data.augment import build_label_mixing
+from cxr_keras.data.io import load_image
+from cxr_keras.data.manifest import new_manifest
+from cxr_keras.data.pipeline import label_arrays, make_dataset
+from cxr_keras.data.sources import csv_source, folder_source
+from cxr_keras.data.stats import class_weight_table
+from cxr_keras.sample_data import sample_path
+
+SPEC = ImageSpec(size=48)
+
+
+@pytest.fixture(scope="module")
+def kermany():
+    return folder_source(sample_path("kermany"))
+
+
+def test_batches_match_load_image_and_labels(kermany):
+    part = kermany.iloc[:10].copy()
+    part.attrs = dict(kermany.attrs)
+    x, y, w = next(iter(make_dataset(part, SPEC, batch_size=10)))
+    assert x.shape == (10, 48, 48, 1) and x.dtype.name == "float32"
+    np.testing.assert_array_equal(x.numpy()[3], load_image(part["path"][3], SPEC))
+    np.testing.assert_array_equal(y.numpy()[:, 0], part["PNEUMONIA"].to_numpy())
+    assert (w.numpy() == 1.0).all()
+
+
+def test_ignored_labels_get_zero_weight_and_class_weights_fold_in():
+    nan = float("nan")
+    df = new_manifest(
+        [
+            {"path": "/a", "A": 1.0, "B": nan},
+            {"path": "/b", "A": 0.0, "B": 1.0},
+            {"path": "/c", "A": 0.0, "B": 0.0},
+        ],
+        labels=["A", "B"],
+    )
+    y, w = label_arrays(df)
+    assert y.tolist() == [[1, 0], [0, 1], [0, 0]]
+    assert w.tolist() == [[1, 0], [1, 1], [1, 1]]
+    _, weighted = label_arrays(df, class_weights=class_weight_table(df))
+    np.testing.assert_allclose(weighted, [[1.5, 0.0], [0.75, 1.0], [0.75, 1.0]])
+
+
+def test_training_shuffle_is_seeded_and_reshuffles_each_epoch(kermany):
+    def dataset(seed, cache):
+        return make_dataset(
+            kermany.iloc[:24],
+            SPEC,
+            labels=["PNEUMONIA"],
+            batch_size=24,
+            training=True,
+            seed=seed,
+            cache=cache,
+        )
+
+    def epoch(ds):  # one image statistic per position, in the order the epoch yields them
+        return next(iter(ds))[0].numpy().mean(axis=(1, 2, 3))
+
+    ds = dataset(1, "memory")
+    first, second = epoch(ds), epoch(ds)
+    np.testing.assert_array_equal(first, epoch(dataset(1, "memory")))  # same seed, same order
+    assert not np.array_equal(first, second)  # a new order every epoch
+    np.testing.assert_allclose(np.sort(first), np.sort(second))  # of the same images
+    assert not np.array_equal(first, epoch(dataset(2, "memory")))
+    np.testing.assert_allclose(np.sort(epoch(dataset(1, "none"))), np.sort(first))
+
+
+def test_file_cache_is_written_and_reused(kermany, tmp_path):
+    part = kermany.iloc[:8]
+    first = np.concatenate(
+        [
+            x.numpy()
+            for x, _, _ in make_dataset(part, SPEC, labels=["PNEUMONIA"], cache=str(tmp_path))
+        ]
+    )
+    assert any(p.name.startswith("images-") for p in tmp_path.iterdir())
+    again = np.concatenate(
+        [
+            x.numpy()
+            for x, _, _ in make_dataset(part, SPEC, labels=["PNEUMONIA"], cache=str(tmp_path))
+        ]
+    )
+    np.testing.assert_array_equal(first, again)
+
+
+def test_mixup_mixes_labels_and_weights_and_keeps_ignored_entries_ignored():
+    import tensorflow as tf
+
+    mix = build_label_mixing(AugmentConfig(mixup_alpha=0.4), seed=0)
+    n = 6
+    x = tf.reshape(tf.eye(n * 4)[:n], (n, 4, n, 1))  # image i: a single 1 at pixel i
+    y = tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    w = tf.constant([[1.0, 0.0], [2.0, 1.0], [1.0, 1.0], [2.0, 1.0], [1.0, 3.0], [2.0, 1.0]])
+    xm, ym, wm = (t.numpy() for t in mix(x, y, w))
+    y, w = y.numpy(), w.numpy()
+    mixed = 0
+    for i in range(n):
+        pixels = xm[i].reshape(-1)[:n]  # the mixed image: lam at pixel i, 1 - lam at its partner
+        partner = (
+            int(np.argmax(np.where(np.arange(n) == i, -1.0, pixels))) if pixels[i] < 1 - 1e-6 else i
+        )
+        lam = pixels[i]
+        mixed += partner != i and 0.02 < lam < 0.98
+        np.testing.assert_allclose(ym[i], lam * y[i] + (1 - lam) * y[partner], atol=1e-5)
+        both = (w[i] > 0) & (w[partner] > 0)
+        expected = np.where(both, lam * w[i] + (1 - lam) * w[partner], 0.0)
+        np.testing.assert_allclose(wm[i], expected, atol=1e-5)
+    assert mixed >= 2  # the batch was really mixed
+    assert wm[0, 1] == 0.0  # image 0 ignores label B, whatever it was mixed with
+
+
+def test_cutmix_runs_in_the_pipeline(shared_data):
+    nih = csv_source(
+        shared_data / "nih_cxr14_sample" / "labels.csv",
+        labels=["Effusion", "Mass"],
+        patient_column="patient_id",
+    ).iloc[:16]
+    mix = build_label_mixing(AugmentConfig(cutmix_alpha=1.0, mixup_alpha=0.2), seed=1)
+    ds = make_dataset(
+        nih,
+        SPEC,
+        labels=["Effusion", "Mass"],
+        batch_size=8,
+        training=True,
+        seed=0,
+        label_mixing=mix,
+    )
+    batches = list(ds)
+    assert len(batches) == 2
+    for x, y, w in batches:
+        assert x.shape == (8, 48, 48, 1)
+        assert np.all((y.numpy() >= 0) & (y.numpy() <= 1)) and np.all(w.numpy() == 1.0)
+
+
+def test_empty_manifest_is_refused(kermany):
+    with pytest.raises(ValueError, match="manifest is empty"):
+        make_dataset(kermany.iloc[:0], SPEC, labels=["PNEUMONIA"])
