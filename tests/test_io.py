@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from cxr_keras.config import ImageSpec
-from cxr_keras.data.io import decode_dicom, load_image, prepare_image, read_header, read_image
+from cxr_keras.data.io import (
+    decode_dicom,
+    load_image,
+    prepare_image,
+    read_header,
+    read_image,
+    resize_steps,
+)
 from cxr_keras.data.pipeline import make_image_dataset
 from cxr_keras.sample_data import sample_files
 
@@ -128,3 +135,49 @@ def test_read_header_reports_format_and_view(shared_data):
     header = read_header(shared_data / "dicom" / "pydicom_data_RG1_J2KI.dcm")
     assert (header.format, header.width, header.height, header.view) == ("dicom", 1841, 1955, "PA")
     assert read_header(sample_files("nih")[0]).format == "jpeg"
+
+
+@pytest.mark.parametrize("resize", ["squash", "pad", "crop"])
+@pytest.mark.parametrize("shape", [(512, 362), (2000, 1500), (96, 112), (100, 80), (300, 900)])
+def test_resize_plan_extra_steps_and_graph_choice_change_nothing(resize, shape):
+    """A dataset runs the largest plan of its files for all of them, and files of unknown
+    size get the graph's own plan: both must give exactly the values of the file's plan."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (*shape, 1)).astype(np.uint8)
+    spec = ImageSpec(size=(96, 112), resize=resize)
+    steps = resize_steps(*shape, spec)
+    own = prepare_image(image, spec, 1 / 255, steps).numpy()
+    assert own.shape == (96, 112, 1) and own.min() >= 0.0 and own.max() <= 1.0
+    np.testing.assert_array_equal(prepare_image(image, spec, 1 / 255, max(steps, 0) + 2), own)
+    np.testing.assert_array_equal(prepare_image(image, spec, 1 / 255, None), own)
+
+
+def test_pyramid_downscale_agrees_with_area_averaging():
+    import tensorflow as tf
+
+    spec = ImageSpec(size=224)
+    for path in sample_files("nih")[:5]:  # 512 px films
+        image = tf.io.decode_jpeg(tf.io.read_file(str(path)), channels=1)
+        area = tf.image.resize(image, (224, 224), method="area").numpy() / 255
+        ours = prepare_image(image, spec, 1 / 255, resize_steps(512, 512, spec)).numpy()
+        assert np.abs(ours - area).mean() < 0.005
+
+
+def test_a_dataset_of_mixed_sizes_matches_load_image(tmp_path):
+    spec = ImageSpec(size=64)
+    big = np.asarray(Image.open(sample_files("nih")[0]).convert("L"))
+    Image.fromarray(big).save(tmp_path / "big.png")  # 512 px: three halvings
+    Image.fromarray(big[:70, :90]).save(tmp_path / "small.png")  # no halving
+    Image.fromarray(big[:64, :64]).save(tmp_path / "exact.png")  # a plain copy
+    paths = sorted(tmp_path.glob("*.png"))
+    from cxr_keras.data.manifest import new_manifest
+    from cxr_keras.data.pipeline import make_dataset
+    from cxr_keras.data.verify import verify_files
+
+    df = verify_files(new_manifest([{"path": str(p), "A": 0.0} for p in paths], ["A"]), spec)
+    assert sorted(
+        resize_steps(h, w, spec) for h, w in zip(df["height"], df["width"], strict=True)
+    ) == [-1, 0, 3]
+    batch = next(iter(make_dataset(df, spec, batch_size=3)))[0].numpy()
+    for i, path in enumerate(df["path"]):
+        np.testing.assert_array_equal(batch[i], load_image(path, spec))

@@ -39,7 +39,7 @@ from cxr_keras.data.io import (
     DECODER_KINDS,
     decoder_kind,
     model_input_fn,
-    resize_method,
+    resize_steps,
     sniff_format,
 )
 from cxr_keras.data.manifest import manifest_labels
@@ -73,7 +73,7 @@ def label_arrays(
     return y, w
 
 
-def _sources_and_loader(paths, spec: ImageSpec, formats=None, methods=None):
+def _sources_and_loader(paths, spec: ImageSpec, formats=None, steps=None):
     """The per-file tensors a dataset slices, and the graph function loading one of them.
 
     Files of one decoder kind (the usual case) need only their path, and the loader is a
@@ -86,7 +86,7 @@ def _sources_and_loader(paths, spec: ImageSpec, formats=None, methods=None):
     if formats is None:
         formats = [sniff_format(p) for p in paths]
     kinds = [decoder_kind(f or "raster") for f in formats]
-    load = model_input_fn(kinds, spec, methods)
+    load = model_input_fn(kinds, spec, steps)
 
     @tf.autograph.experimental.do_not_convert
     def loader(source):
@@ -98,13 +98,12 @@ def _sources_and_loader(paths, spec: ImageSpec, formats=None, methods=None):
     return (paths, codes), loader
 
 
-def _resize_methods(manifest: pd.DataFrame, spec: ImageSpec) -> list[str] | None:
-    """Each file's resize method from its header size (columns from verify_files)."""
+def _resize_steps(manifest: pd.DataFrame, spec: ImageSpec) -> list[int] | None:
+    """Each file's resize plan from its header size (columns from verify_files)."""
     if not {"width", "height"} <= set(manifest.columns) or (manifest["width"] <= 0).any():
         return None
     return [
-        resize_method(h, w, spec)
-        for h, w in zip(manifest["height"], manifest["width"], strict=True)
+        resize_steps(h, w, spec) for h, w in zip(manifest["height"], manifest["width"], strict=True)
     ]
 
 
@@ -161,7 +160,7 @@ def make_dataset(
     y, w = label_arrays(manifest, labels, class_weights)
     formats = manifest["format"] if "format" in manifest.columns else None
     sources, load = _sources_and_loader(
-        manifest["path"], spec, formats, _resize_methods(manifest, spec)
+        manifest["path"], spec, formats, _resize_steps(manifest, spec)
     )
     ds = tf.data.Dataset.from_tensor_slices((sources, y, w))
     buffer = shuffle_buffer or len(manifest)
