@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,13 +29,17 @@ from typing import Any, Literal
 import yaml
 
 __all__ = [
+    "BACKBONES",
     "AugmentConfig",
     "Config",
     "ConfigError",
     "DataConfig",
+    "FineTuneConfig",
     "ImageSpec",
+    "ModelConfig",
     "PreprocessConfig",
     "SplitConfig",
+    "TrainingConfig",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
@@ -58,7 +63,6 @@ class ImageSpec:
         resize: ``squash`` stretches the whole image to the size (as the public Kermany
             and NIH benchmarks do); ``pad`` keeps the aspect ratio and pads with black;
             ``crop`` takes the central square, then resizes.
-        crop_border: remove uniform black/white borders before resizing.
         dicom_window: ``auto`` (VOI LUT or window from the header, else min-max),
             ``header`` (require the header's VOI LUT/window), ``minmax``, or
             ``[center, width]`` in modality units.
@@ -69,7 +73,6 @@ class ImageSpec:
 
     size: tuple[int, int] = (224, 224)
     resize: Literal["squash", "pad", "crop"] = "squash"
-    crop_border: bool = False
     dicom_window: Literal["auto", "header", "minmax"] | tuple[float, float] = "auto"
     max_pixels: int = 60_000_000
     min_side: int = 32
@@ -85,6 +88,8 @@ class ImageSpec:
             )
         if self.max_pixels <= 0 or self.min_side < 1 or self.max_aspect < 1:
             raise ConfigError("image.max_pixels, min_side and max_aspect must be positive")
+        if isinstance(self.dicom_window, (tuple, list)) and self.dicom_window[1] <= 0:
+            raise ConfigError(f"image.dicom_window: the width must be > 0, got {self.dicom_window}")
 
 
 @dataclass
@@ -201,7 +206,11 @@ class DataConfig:
         id_column: the CSV column matched to DICOM file stems (``dicom`` source).
         patient_id_pattern: a regular expression whose first group is the patient id,
             searched in each path relative to ``root``; default: the known public patterns.
-        patient_id_salt: salt of the hash that replaces DICOM PatientIDs.
+        patient_id_key: the secret key of the hash that replaces DICOM PatientIDs
+            (default: ``$CXR_KERAS_PATIENT_KEY`` or a per-user key file; see
+            :mod:`cxr_keras.data.privacy`).
+        patient_ids_per_split: patient ids are only unique within each split folder (the
+            official Kermany release), so they are prefixed with the split.
         uncertain: policy for uncertain (-1) labels, ``zeros``/``ones``/``ignore``, or a
             mapping label -> policy (other labels: ``zeros``).
         blank: policy for blank label cells, ``zeros``/``ones``/``ignore``.
@@ -227,7 +236,8 @@ class DataConfig:
     view_column: str | None = None
     id_column: str | None = None
     patient_id_pattern: str | None = None
-    patient_id_salt: str = "cxr-keras"
+    patient_id_key: str | None = None
+    patient_ids_per_split: bool = False
     uncertain: Literal["zeros", "ones", "ignore"] | dict[str, str] = "zeros"
     blank: Literal["zeros", "ones", "ignore"] = "zeros"
     verify: Literal["header", "full", "none"] = "header"
@@ -239,12 +249,169 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size: must be >= 1, got {self.batch_size}")
+        if self.shuffle_buffer is not None and self.shuffle_buffer < 1:
+            raise ConfigError(f"data.shuffle_buffer: must be >= 1, got {self.shuffle_buffer}")
         if self.source == "csv" and not self.csv:
             raise ConfigError("data.csv: the csv source needs a labels CSV file")
+        if not self.finding_separator:
+            raise ConfigError("data.finding_separator: must not be empty")
         if isinstance(self.uncertain, dict):
+            if not self.uncertain:
+                raise ConfigError(
+                    "data.uncertain: an empty mapping; give a policy or label: policy"
+                )
             bad = {k: v for k, v in self.uncertain.items() if v not in ("zeros", "ones", "ignore")}
             if bad:
                 raise ConfigError(f"data.uncertain: policies must be zeros/ones/ignore, got {bad}")
+        if self.patient_id_pattern is not None:
+            try:
+                re.compile(self.patient_id_pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"data.patient_id_pattern: not a regular expression ({exc})"
+                ) from None
+        if self.cache not in ("memory", "none") and not any(c in self.cache for c in "/\\"):
+            near = difflib.get_close_matches(self.cache, ["memory", "none"], n=1)
+            raise ConfigError(
+                f"data.cache: memory, none, or a folder path (with a /), got {self.cache!r}"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+            )
+
+
+BACKBONES = (
+    "custom_cnn",
+    "densenet121",
+    "resnet50",
+    "efficientnetb0",
+    "inceptionv3",
+    "mobilenetv3small",
+    "mobilenetv3large",
+)
+
+
+@dataclass
+class ModelConfig:
+    """The network: backbone, its weights, the head and which layers train.
+
+    Attributes:
+        backbone: one of :data:`BACKBONES` (``keras.applications`` models, built flat so
+            every inner layer stays reachable, or ``custom_cnn``, the from-scratch baseline).
+        weights: ``none`` (random init), ``imagenet`` (downloaded by Keras; needs internet
+            once), or the path of a backbone weights file (e.g. the no-top ``.h5`` Keras
+            would download).
+        pooling: ``avg`` (global average) or ``lse`` (log-sum-exp pooling, sharpness
+            ``lse_r``, as used for NIH ChestX-ray14).
+        lse_r: sharpness of log-sum-exp pooling.
+        dropout: dropout rate before the dense layers.
+        dense_units: units of an optional Dense(relu) layer before the logits (0: none).
+        dense_l2: L2 penalty of that layer.
+        freeze: ``none`` (everything trains), ``backbone`` (only the head trains), or a
+            backbone layer name: that layer and the ones after it train.
+        freeze_batchnorm: keep the BatchNormalization layers of a pretrained backbone in
+            inference mode even where the backbone trains (the usual fine-tuning advice).
+        filters: channels of the custom CNN's blocks.
+    """
+
+    backbone: Literal[BACKBONES] = "custom_cnn"
+    weights: str = "none"
+    pooling: Literal["avg", "lse"] = "avg"
+    lse_r: float = 10.0
+    dropout: float = 0.2
+    dense_units: int = 0
+    dense_l2: float = 1e-4
+    freeze: str = "none"
+    freeze_batchnorm: bool = True
+    filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout: a rate in [0, 1), got {self.dropout}")
+        if self.dense_units < 0 or self.dense_l2 < 0 or self.lse_r <= 0:
+            raise ConfigError("model.dense_units, dense_l2 must be >= 0 and lse_r > 0")
+        if not self.filters or min(self.filters) < 1:
+            raise ConfigError(f"model.filters: positive channel counts, got {self.filters}")
+
+    @property
+    def pretrained(self) -> bool:
+        """True when the backbone starts from trained weights (ImageNet or a file)."""
+        return self.weights not in ("none", "")
+
+
+@dataclass
+class FineTuneConfig:
+    """The optional second phase: unfreeze and train on with a lower learning rate.
+
+    Attributes:
+        epochs: epochs of the second phase (0: no second phase).
+        learning_rate: its learning rate (typically 10x lower).
+        unfreeze_from: ``all`` or the backbone layer from which layers train.
+    """
+
+    epochs: int = 0
+    learning_rate: float = 1e-5
+    unfreeze_from: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.learning_rate <= 0:
+            raise ConfigError("training.fine_tune: epochs >= 0 and learning_rate > 0 expected")
+
+
+@dataclass
+class TrainingConfig:
+    """How the model is trained.
+
+    Attributes:
+        epochs: epochs of the first (or only) phase.
+        optimizer: ``adam`` or ``adamw``.
+        learning_rate: initial learning rate.
+        weight_decay: AdamW weight decay.
+        loss: ``bce`` (binary cross-entropy) or ``focal`` (Keras' binary focal loss).
+        focal_gamma: focusing parameter of the focal loss.
+        label_smoothing: smoothing of the 0/1 targets.
+        class_weights: ``none``; ``balanced`` weighs positives and negatives of each label
+            by ``n / (2 n_class)``; ``positive`` weighs positives by ``n_neg / n_pos``.
+        monitor: the validation metric that picks the best epoch (``val_auc``: macro AUC).
+        reduce_lr_patience: epochs without improvement before the learning rate drops
+            (0: never).
+        reduce_lr_factor: the factor it drops by.
+        min_learning_rate: the floor of those drops.
+        early_stopping_patience: epochs without improvement before stopping (0: never).
+        fine_tune: the optional second phase.
+        mixed_precision: ``auto`` uses float16 compute on a GPU (logits and loss stay
+            float32), ``on`` forces it, ``off`` never.
+        deterministic: turn on TensorFlow op determinism (slower, bit-reproducible).
+        strategy: ``default`` (one device) or ``mirrored`` (all GPUs of this machine).
+        tensorboard: write TensorBoard logs under ``runs/<name>/train/tensorboard``.
+    """
+
+    epochs: int = 10
+    optimizer: Literal["adam", "adamw"] = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: Literal["bce", "focal"] = "bce"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    class_weights: Literal["none", "balanced", "positive"] = "none"
+    monitor: str = "val_auc"
+    reduce_lr_patience: int = 2
+    reduce_lr_factor: float = 0.5
+    min_learning_rate: float = 1e-6
+    early_stopping_patience: int = 5
+    fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    deterministic: bool = False
+    strategy: Literal["default", "mirrored"] = "default"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.learning_rate <= 0:
+            raise ConfigError("training: epochs >= 1 and learning_rate > 0 expected")
+        if not 0 <= self.label_smoothing < 1 or not 0 < self.reduce_lr_factor < 1:
+            raise ConfigError("training: label_smoothing in [0, 1), reduce_lr_factor in (0, 1)")
+        if not self.monitor.startswith("val_"):
+            raise ConfigError(
+                f"training.monitor: a validation metric (val_...), got {self.monitor!r}"
+            )
 
 
 @dataclass
@@ -257,6 +424,8 @@ class Config:
     image: ImageSpec = field(default_factory=ImageSpec)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):

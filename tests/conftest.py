@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A fixed key for pseudonymous DICOM patient ids: no per-user key file is written by tests.
+os.environ.setdefault("CXR_KERAS_PATIENT_KEY", "tests-only-key")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data"))

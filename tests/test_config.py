@@ -99,3 +99,30 @@ def test_sample_prefix_resolves_inside_the_package():
     assert (path / "labels.csv").is_file()
     with pytest.raises(ValueError, match="unknown bundled sample"):
         resolve_path("sample:chexpert")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"patient_id_pattern": "(["}, "data.patient_id_pattern: not a regular expression"),
+        (
+            {"cache": "memroy"},
+            "data.cache: memory, none, or a folder path (with a /), got "
+            "'memroy' (did you mean 'memory'?)",
+        ),
+        ({"uncertain": {}}, "data.uncertain: an empty mapping"),
+        ({"shuffle_buffer": 0}, "data.shuffle_buffer: must be >= 1"),
+        ({"finding_separator": ""}, "data.finding_separator: must not be empty"),
+    ],
+)
+def test_data_settings_are_checked_early(data, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"name": "t", "data": {"source": "folder", "root": "x", **data}})
+    assert message in str(info.value)
+
+
+def test_dicom_window_width_must_be_positive():
+    with pytest.raises(ConfigError, match="the width must be > 0"):
+        config_from_dict({**BASE, "image": {"dicom_window": [40, 0]}})
+    cfg = config_from_dict({**BASE, "data": {**BASE["data"], "cache": "runs/cache"}})
+    assert cfg.data.cache == "runs/cache"

@@ -181,3 +181,63 @@ def test_a_dataset_of_mixed_sizes_matches_load_image(tmp_path):
     batch = next(iter(make_dataset(df, spec, batch_size=3)))[0].numpy()
     for i, path in enumerate(df["path"]):
         np.testing.assert_array_equal(batch[i], load_image(path, spec))
+
+
+def _rg1_with_lut(shared_data, tmp_path, vr: str):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(shared_data / "dicom" / "derived_RG1_half_uncompressed.dcm")
+    ds.PixelData = (ds.pixel_array // 8).astype("<u2").tobytes()  # 12-bit values
+    ds.BitsStored, ds.HighBit = 12, 11
+    del ds.WindowCenter, ds.WindowWidth
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    table = np.linspace(0, 65535, 4096).astype("<u2")
+    item.add_new(0x00283006, vr, table.tobytes() if vr == "OW" else [int(v) for v in table])
+    ds.VOILUTSequence = Sequence([item])
+    path = tmp_path / f"lut_{vr}.dcm"
+    ds.save_as(path, enforce_file_format=False)
+    return path
+
+
+def test_voi_lut_as_numbers_or_bytes_gives_the_same_bone_bright_image(shared_data, tmp_path):
+    us = load_image(_rg1_with_lut(shared_data, tmp_path, "US"), SPEC)[..., 0]
+    ow = load_image(_rg1_with_lut(shared_data, tmp_path, "OW"), SPEC)[..., 0]
+    np.testing.assert_allclose(us, ow, atol=1e-6)
+    spine, lungs = _spine_and_lungs(us)
+    assert spine > lungs + 0.15
+
+
+def test_dicom_without_preamble_or_extension(shared_data, tmp_path):
+    src = shared_data / "dicom" / "derived_RG1_half_uncompressed.dcm"
+    raw = src.read_bytes()
+    bare = tmp_path / "IM000001"  # no extension, no 128-byte preamble + DICM
+    bare.write_bytes(raw[132:])
+    assert read_header(bare).format == "dicom"
+    np.testing.assert_array_equal(load_image(bare, SPEC), load_image(src, SPEC))
+
+
+def test_jpeg_with_trailing_bytes_is_not_truncated(tmp_path):
+    path = tmp_path / "trailer.jpeg"
+    path.write_bytes(sample_files("kermany")[0].read_bytes() + b"\0" * 4096)
+    np.testing.assert_array_equal(
+        load_image(path, SPEC), load_image(sample_files("kermany")[0], SPEC)
+    )
+
+
+def test_very_large_images_match_between_prediction_and_load_image(tmp_path):
+    from cxr_keras.data.manifest import new_manifest
+    from cxr_keras.data.pipeline import make_dataset
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (2100, 2100), np.uint8)).save(path)
+    spec = ImageSpec(size=16)  # seven halvings
+    assert resize_steps(2100, 2100, spec) == 7
+    expected = load_image(path, spec)
+    predicted = next(iter(make_image_dataset([path], spec, 1)))[0].numpy()
+    unverified = make_dataset(
+        new_manifest([{"path": str(path), "A": 0.0}], ["A"]), spec, batch_size=1, cache="none"
+    )  # sizes unknown: the largest plan
+    np.testing.assert_array_equal(predicted, expected)
+    np.testing.assert_array_equal(next(iter(unverified))[0][0].numpy(), expected)

@@ -74,7 +74,8 @@ def test_training_shuffle_is_seeded_and_reshuffles_each_epoch(kermany):
 
 
 def test_file_cache_is_written_and_reused(kermany, tmp_path):
-    part = kermany.iloc[:8]
+    part = kermany.iloc[:8].copy()
+    part.attrs = dict(kermany.attrs)
     first = np.concatenate(
         [
             x.numpy()
@@ -135,11 +136,39 @@ def test_cutmix_runs_in_the_pipeline(shared_data):
     )
     batches = list(ds)
     assert len(batches) == 2
+    plain = np.concatenate(
+        [
+            y.numpy()
+            for _, y, _ in make_dataset(
+                nih, SPEC, labels=["Effusion", "Mass"], batch_size=8, training=True, seed=0
+            )
+        ]
+    )
+    mixed = np.concatenate([y.numpy() for _, y, _ in batches])
     for x, y, w in batches:
         assert x.shape == (8, 48, 48, 1)
         assert np.all((y.numpy() >= 0) & (y.numpy() <= 1)) and np.all(w.numpy() == 1.0)
+    fractional = (mixed > 0.01) & (mixed < 0.99)
+    assert fractional.any() and not ((plain > 0.01) & (plain < 0.99)).any()
 
 
 def test_empty_manifest_is_refused(kermany):
     with pytest.raises(ValueError, match="manifest is empty"):
         make_dataset(kermany.iloc[:0], SPEC, labels=["PNEUMONIA"])
+
+
+def test_file_cache_never_serves_stale_labels(kermany, tmp_path):
+    part = kermany.iloc[:6].copy()
+    part.attrs = dict(kermany.attrs)
+    (first,) = list(make_dataset(part, SPEC, batch_size=6, cache=str(tmp_path)))  # all: cached
+    relabelled = part.copy()
+    relabelled["PNEUMONIA"] = 1.0 - relabelled["PNEUMONIA"]
+    relabelled.loc[relabelled.index[0], "PNEUMONIA"] = float("nan")
+    table = np.array([[1.0, 5.0]], np.float32)
+    ((x, y, w),) = list(
+        make_dataset(relabelled, SPEC, batch_size=6, cache=str(tmp_path), class_weights=table)
+    )
+    np.testing.assert_array_equal(x.numpy(), first[0].numpy())  # the cached images
+    expected_y = np.nan_to_num(relabelled["PNEUMONIA"].to_numpy())
+    np.testing.assert_array_equal(y.numpy()[:, 0], expected_y)
+    assert w.numpy()[0, 0] == 0.0 and set(w.numpy()[1:, 0]) <= {1.0, 5.0}

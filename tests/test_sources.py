@@ -178,3 +178,95 @@ def test_dicom_source_with_labels_csv_hashes_patient_ids(shared_data, tmp_path):
     assert "9RG1" not in text and "16d7f894" not in text
     # the two RG1 files share one PatientID, hence one (hashed) patient
     assert df["patient_id"].nunique() == 2
+
+
+def _kermany_like(root, layout: dict[str, list[str]]):
+    """Copy bundled Kermany images into ``root/<folder>/<file name>`` as laid out."""
+    import shutil
+
+    from cxr_keras.sample_data import sample_files
+
+    by_name = {f.name: f for f in sample_files("kermany")}
+    for folder, names in layout.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copy(by_name[name], root / folder / name)
+
+
+def test_archive_debris_is_ignored_and_mixed_layouts_are_refused(tmp_path):
+    normal, pneumonia = "IM-0152-0001.jpeg", "person101_virus_187.jpeg"
+    _kermany_like(
+        tmp_path / "a",
+        {
+            "train/NORMAL": [normal],
+            "train/PNEUMONIA": [pneumonia],
+            "test/NORMAL": ["IM-0191-0001.jpeg"],
+            "__MACOSX/train": [normal],
+        },
+    )
+    df = folder_source(tmp_path / "a")
+    assert manifest_labels(df) == ["PNEUMONIA"] and sorted(df["split"].unique()) == [
+        "test",
+        "train",
+    ]
+    _kermany_like(tmp_path / "b", {"train/NORMAL": [normal], "chest_xray/train/NORMAL": [normal]})
+    with pytest.raises(
+        ValueError, match=r"split folders \(train\) beside other folders \(chest_xray\)"
+    ):
+        folder_source(tmp_path / "b")
+    _kermany_like(tmp_path / "c", {"NORMAL": [normal], "test": [pneumonia]})
+    with pytest.raises(ValueError, match="beside other folders"):
+        folder_source(tmp_path / "c")
+
+
+def test_official_kermany_ids_are_unique_only_within_a_split(tmp_path):
+    from cxr_keras.config import SplitConfig
+    from cxr_keras.data.splits import PatientLeakageError, assign_splits
+
+    # TRAIN person101 and TEST person101 are different children in the official release
+    _kermany_like(
+        tmp_path,
+        {
+            "train/PNEUMONIA": ["person101_virus_187.jpeg"],
+            "train/NORMAL": ["IM-0152-0001.jpeg"],
+            "test/PNEUMONIA": ["person101_virus_188.jpeg"],
+        },
+    )
+    with pytest.raises(PatientLeakageError, match="patient_ids_per_split"):
+        assign_splits(folder_source(tmp_path), SplitConfig(val=0.0))
+    scoped = folder_source(tmp_path, patient_ids_per_split=True)
+    assert set(scoped["patient_id"]) == {"train/person101", "train/IM-0152", "test/person101"}
+    assert assign_splits(scoped, SplitConfig(val=0.0))["split"].tolist() == [
+        "test",
+        "train",
+        "train",
+    ]
+
+
+def test_dicom_source_errors_and_ambiguous_names(shared_data, tmp_path):
+    import shutil
+
+    folder = tmp_path / "dcm"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    src = next((shared_data / "dicom").glob("siim*.dcm"))
+    shutil.copy(src, folder / "a" / "x.dcm")
+    shutil.copy(src, folder / "b" / "x.dcm")  # two files named x: which one is row x?
+    shutil.copy(src, folder / "b" / "y.dcm")
+    (tmp_path / "labels.csv").write_text("pid,Target\nx,1\ny,0\n")
+    with pytest.raises(ValueError, match="labels CSV not found"):
+        dicom_source(folder, tmp_path / "nope.csv", id_column="pid", labels=["Target"])
+    df = dicom_source(folder, tmp_path / "labels.csv", id_column="pid", labels=["Target"])
+    assert [p.rsplit("/", 1)[-1] for p in df["path"]] == ["y.dcm"]
+    assert skipped_summary(df) == {"ambiguous": 2}
+
+
+def test_uncertain_policy_naming_an_unknown_label_is_refused(shared_data):
+    with pytest.raises(ValueError, match=r"not learned: \['Atelectsis'\]"):
+        csv_source(
+            shared_data / "label_files" / "chexpert_train.csv.gz",
+            root="x",
+            path_column="Path",
+            labels=["Atelectasis"],
+            uncertain={"Atelectsis": "ones"},
+        )

@@ -100,3 +100,18 @@ def test_leaky_source_split_is_refused():
     )
     with pytest.raises(PatientLeakageError):
         assign_splits(new_manifest(rows, ["A"]), SplitConfig(method="auto"))
+
+
+def test_patient_ids_are_text_and_never_missing():
+    rows = [
+        {"path": "/a", "A": 0.0, "patient_id": 75, "split": "train"},
+        {"path": "/b", "A": 0.0, "patient_id": "75", "split": "val"},
+        {"path": "/c", "A": 1.0, "patient_id": None, "split": "val"},
+        {"path": "/d", "A": 1.0, "patient_id": " ", "split": "train"},
+    ]
+    df = new_manifest(rows, ["A"])
+    assert df["patient_id"].tolist() == ["75", "75", "image:/c", "image:/d"]
+    with pytest.raises(PatientLeakageError, match="75"):  # NIH 75 and "75" are one patient
+        check_patient_disjoint(df)
+    split = split_by_patient(df.iloc[2:].assign(split=None), val=0.5, seed=0, labels=["A"])
+    assert split["split"].notna().all()

@@ -22,7 +22,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -40,9 +41,9 @@ __all__ = [
     "ImageHeader",
     "decode_dicom",
     "decoder_kind",
-    "hash_patient_id",
     "is_dicom_path",
     "load_image",
+    "max_resize_steps",
     "model_input_fn",
     "prepare_image",
     "read_dicom_header",
@@ -111,8 +112,12 @@ def sniff_format(path: str | os.PathLike) -> str | None:
         return "dicom"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
-    if Path(path).suffix.lower() in DICOM_EXTENSIONS and len(head) >= 8:
-        return "dicom"  # DICOM without the 128-byte preamble: pydicom reads it with force
+    # DICOM without the 128-byte preamble (pydicom reads it with force): by its extension,
+    # or by a first tag of group 0002 or 0008 (little endian), as such files begin
+    if len(head) >= 8 and (
+        Path(path).suffix.lower() in DICOM_EXTENSIONS or head[:2] in (b"\x02\x00", b"\x08\x00")
+    ):
+        return "dicom"
     return None
 
 
@@ -154,7 +159,7 @@ def read_header(path: str | os.PathLike, spec: ImageSpec | None = None) -> Image
     if fmt == "dicom":
         header = read_dicom_header(path, spec)
     elif fmt in ("png", "jpeg", "bmp", "gif"):
-        header = _read_raster_header(path, fmt, size)
+        header = _read_raster_header(path, fmt, size, spec)
     elif fmt == "tiff":
         raise ImageDecodeError(
             path, "TIFF is not supported: convert it to 16-bit PNG", "unsupported_format"
@@ -169,7 +174,7 @@ def read_header(path: str | os.PathLike, spec: ImageSpec | None = None) -> Image
     return header
 
 
-def _read_raster_header(path: Path, fmt: str, size: int) -> ImageHeader:
+def _read_raster_header(path: Path, fmt: str, size: int, spec: ImageSpec) -> ImageHeader:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -186,16 +191,28 @@ def _read_raster_header(path: Path, fmt: str, size: int) -> ImageHeader:
         ) from None
     if mode == "CMYK":
         raise ImageDecodeError(path, "CMYK JPEG is not a radiograph format", "unsupported_format")
+    _check_shape(path, width, height, spec)
     end_marker = {"png": b"IEND", "jpeg": b"\xff\xd9"}.get(fmt)
     if end_marker is not None:
         with open(path, "rb") as fh:
-            fh.seek(max(0, size - 1024))
+            fh.seek(max(0, size - 65536))
             tail = fh.read()
-        if end_marker not in tail:
+        # No end marker near the end: truncated, or followed by other data (some scanners
+        # append metadata). Only a full decode can tell; it is rare, so decode.
+        if end_marker not in tail and not _decodes(path):
             raise ImageDecodeError(
                 path, f"truncated {fmt.upper()} file (no end marker; {size} bytes)", "truncated"
             )
     return ImageHeader(fmt, width, height)
+
+
+def _decodes(path: Path) -> bool:
+    tf = _tf()
+    try:
+        tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+        return True
+    except tf.errors.OpError:
+        return False
 
 
 def _check_shape(path: Path, width: int, height: int, spec: ImageSpec) -> None:
@@ -330,8 +347,6 @@ def decode_dicom(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.n
         >>> img.dtype.name, float(img.min()) >= 0.0, float(img.max()) <= 1.0
         ('float32', True, True)
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
     spec = spec or ImageSpec()
     path = Path(path)
     ds = _dcmread(path, header_only=False)
@@ -348,7 +363,6 @@ def decode_dicom(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.n
         raise ImageDecodeError(
             path, f"expected one 2-D grayscale frame, got shape {raw.shape}", "dicom_multiframe"
         )
-    values = apply_modality_lut(raw, ds).astype(np.float64)
     window = spec.dicom_window
     has_lut = "VOILUTSequence" in ds
     has_window = "WindowCenter" in ds and "WindowWidth" in ds
@@ -358,23 +372,54 @@ def decode_dicom(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.n
             "image.dicom_window=header but the DICOM has no VOI LUT or window",
             "decode_failed",
         )
-    if isinstance(window, (tuple, list)):
-        out = _window(values, float(window[0]), float(window[1]), "LINEAR_EXACT")
-    elif window in ("auto", "header") and has_lut:
-        lut_out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
-        lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
-        out = (lut_out - lut.min()) / max(lut.max() - lut.min(), 1e-12)
-    elif window in ("auto", "header") and has_window:
-        center = _first(ds.WindowCenter)
-        width = _first(ds.WindowWidth)
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
-        out = _window(values, center, width, function)
-    else:
-        lo, hi = float(values.min()), float(values.max())
-        out = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    try:
+        out = _dicom_to_unit_range(ds, raw, window, has_lut, has_window)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # malformed LUTs, windows or rescale values
+        raise ImageDecodeError(
+            path,
+            f"cannot apply the DICOM value transforms ({type(exc).__name__}: {exc})",
+            "decode_failed",
+        ) from None
     if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1":
         out = 1.0 - out
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _dicom_to_unit_range(
+    ds, raw: np.ndarray, window, has_lut: bool, has_window: bool
+) -> np.ndarray:
+    """Modality LUT, then VOI LUT / window / min-max, to [0, 1]."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(raw, ds)
+    if isinstance(window, (tuple, list)):
+        return _window(
+            values.astype(np.float64), float(window[0]), float(window[1]), "LINEAR_EXACT"
+        )
+    if window in ("auto", "header") and has_lut:
+        if np.issubdtype(values.dtype, np.floating) and np.all(values == np.round(values)):
+            values = values.astype(np.int64)  # a LUT is indexed by integers
+        lut = _lut_values(ds.VOILUTSequence[0])
+        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        return (out - lut.min()) / max(float(lut.max() - lut.min()), 1e-12)
+    if window in ("auto", "header") and has_window:
+        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+        return _window(
+            values.astype(np.float64), _first(ds.WindowCenter), _first(ds.WindowWidth), function
+        )
+    values = values.astype(np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+
+
+def _lut_values(item) -> np.ndarray:
+    """The entries of a LUT item, whether stored as US numbers or OW bytes."""
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):
+        return np.frombuffer(data, dtype="<u2").astype(np.float64)
+    return np.asarray(data if not np.isscalar(data) else [data], dtype=np.float64)
 
 
 def _first(value) -> float:
@@ -394,16 +439,6 @@ def _window(x: np.ndarray, center: float, width: float, function: str) -> np.nda
     if width == 1.0:
         return (x > center - 0.5).astype(np.float64)
     return np.clip((x - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
-
-
-def hash_patient_id(patient_id: str, salt: str) -> str:
-    """A salted, irreversible stand-in for a DICOM PatientID (16 hex digits).
-
-    Example:
-        >>> hash_patient_id("9RG1", "cxr-keras") == hash_patient_id("9RG1", "cxr-keras")
-        True
-    """
-    return hashlib.sha256(f"{salt}\x00{patient_id}".encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- decoding
@@ -502,8 +537,12 @@ class _NumpyOps:  # the few numpy operations _resize_target needs, TF-style
         return np.asarray(x).astype(dtype)
 
 
-#: Halvings the graph makes when image sizes are unknown (enough for a 64x reduction).
-_MAX_HALVINGS = 6
+def max_resize_steps(spec: ImageSpec) -> int:
+    """Halvings enough for any image the spec accepts (``max_pixels``, ``max_aspect``): the
+    plan used when sizes are unknown. Steps an image does not need change nothing."""
+    longest = math.sqrt(spec.max_pixels * spec.max_aspect)
+    smallest_target = min(spec.size) / (spec.max_aspect if spec.resize == "pad" else 1.0)
+    return max(0, math.ceil(math.log2(max(longest / max(smallest_target, 1.0), 1.0)))) + 1
 
 
 def resize_steps(height: int, width: int, spec: ImageSpec) -> int:
@@ -536,12 +575,12 @@ def _resize(image, size, steps: int | None):
     image does not need leave it unchanged (bit for bit), so a dataset can run the largest
     plan of its files for all of them. This is within 0.3 % of TF's area resize on
     average and about 1.3x faster, which matters most for the first, decoding epoch.
-    ``steps`` -1 is a plain copy; None runs enough steps for any size.
+    ``steps`` -1 is a plain copy.
     """
     tf = _tf()
     if steps == -1:
         return tf.cast(image, tf.float32)
-    for _ in range(_MAX_HALVINGS if steps is None else steps):
+    for _ in range(steps):
         shape = tf.shape(image)[:2]
         halved = tf.where(shape >= 2 * size, (shape + 1) // 2, shape)
         image = tf.image.resize(image, halved, method="bilinear")
@@ -560,6 +599,7 @@ def prepare_image(image, spec: ImageSpec, scale: float = 1.0, steps: int | None 
     tf = _tf()
     image = tf.convert_to_tensor(image)
     target_h, target_w = spec.size
+    steps = max_resize_steps(spec) if steps is None else steps
     if spec.resize == "crop":
         shape = tf.shape(image)
         side = tf.minimum(shape[0], shape[1])
@@ -580,23 +620,17 @@ def prepare_image(image, spec: ImageSpec, scale: float = 1.0, steps: int | None 
     return tf.ensure_shape(image, (target_h, target_w, 1))
 
 
+@contextlib.contextmanager
 def _decode_errors(path, header: ImageHeader):
-    """Context turning TensorFlow decode errors into :class:`ImageDecodeError`."""
-    import contextlib
-
+    """Turn TensorFlow decode errors into :class:`ImageDecodeError` naming the file."""
     tf = _tf()
-
-    @contextlib.contextmanager
-    def guard():
-        try:
-            yield
-        except tf.errors.OpError as exc:
-            message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-            raise ImageDecodeError(
-                path, f"cannot decode {header.format.upper()} ({message})", "decode_failed"
-            ) from None
-
-    return guard()
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+        raise ImageDecodeError(
+            path, f"cannot decode {header.format.upper()} ({message})", "decode_failed"
+        ) from None
 
 
 def read_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.ndarray:

@@ -17,7 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +31,8 @@ __all__ = [
     "check_manifest",
     "manifest_labels",
     "new_manifest",
+    "read_manifest",
+    "save_manifest",
     "skipped_files",
     "skipped_summary",
 ]
@@ -49,6 +54,12 @@ def new_manifest(
     extras = [c for c in df.columns if c not in (*_BASE_COLUMNS, *labels)]
     df = df[["path", *labels, "patient_id", "view", *extras]].reset_index(drop=True)
     df["path"] = df["path"].astype(str)
+    # Ids are text (NIH 75 and "75" are one patient); an image without one is its own.
+    missing = df["patient_id"].isna() | (df["patient_id"].astype(str).str.strip() == "")
+    df["patient_id"] = [
+        f"image:{path}" if gone else str(pid).strip()
+        for path, pid, gone in zip(df["path"], df["patient_id"], missing, strict=True)
+    ]
     df["patient_id"] = df["patient_id"].astype(object)
     df.attrs["labels"] = list(labels)
     df.attrs["skipped"] = list(skipped)
@@ -107,3 +118,46 @@ def check_manifest(df: pd.DataFrame, labels: list[str] | None = None) -> list[st
     if len(dupes):
         raise ValueError(f"{dupes.iloc[0]}: listed more than once in the manifest")
     return labels
+
+
+def save_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a manifest as CSV plus a ``.json`` sidecar with its labels, skipped files and
+    notes, so :func:`read_manifest` gets back exactly what was saved."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    sidecar = {
+        "labels": manifest_labels(df),
+        "skipped": [list(s) for s in df.attrs.get("skipped", [])],
+        "notes": list(df.attrs.get("notes", [])),
+    }
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
+    return path
+
+
+def read_manifest(path: str | os.PathLike, labels: list[str] | None = None) -> pd.DataFrame:
+    """Read a manifest CSV written by :func:`save_manifest` (or any CSV with ``path``,
+    ``patient_id`` and label columns, naming ``labels``).
+
+    Example:
+        >>> import tempfile, os
+        >>> df = new_manifest([{"path": "/a.png", "A": 1.0, "patient_id": 7}], labels=["A"])
+        >>> out = save_manifest(df, os.path.join(tempfile.mkdtemp(), "m.csv"))
+        >>> back = read_manifest(out)
+        >>> manifest_labels(back), back["patient_id"].tolist()
+        (['A'], ['7'])
+    """
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
+    labels = labels or meta.get("labels")
+    if not labels:
+        raise ValueError(f"{path}: no label list (no {sidecar.name} sidecar); pass labels=[...]")
+    try:
+        table = pd.read_csv(path, dtype={"patient_id": str, "path": str})
+    except FileNotFoundError:
+        raise ValueError(f"{path}: manifest not found") from None
+    df = new_manifest(table, labels, [tuple(s) for s in meta.get("skipped", [])])
+    df.attrs["notes"] = list(meta.get("notes", []))
+    check_manifest(df, labels)
+    return df

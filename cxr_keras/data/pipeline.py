@@ -39,6 +39,7 @@ from cxr_keras.data.io import (
     DECODER_KINDS,
     decoder_kind,
     model_input_fn,
+    read_header,
     resize_steps,
     sniff_format,
 )
@@ -84,7 +85,7 @@ def _sources_and_loader(paths, spec: ImageSpec, formats=None, steps=None):
 
     paths = np.asarray([str(p) for p in paths])
     if formats is None:
-        formats = [sniff_format(p) for p in paths]
+        formats = [_sniff(p) for p in paths]
     kinds = [decoder_kind(f or "raster") for f in formats]
     load = model_input_fn(kinds, spec, steps)
 
@@ -98,6 +99,15 @@ def _sources_and_loader(paths, spec: ImageSpec, formats=None, steps=None):
     return (paths, codes), loader
 
 
+def _sniff(path: str) -> str | None:
+    """The format of a file not verified beforehand; None (decoded as a generic raster,
+    and dropped with a warning if that fails) when it cannot be read."""
+    try:
+        return sniff_format(path)
+    except OSError:
+        return None
+
+
 def _resize_steps(manifest: pd.DataFrame, spec: ImageSpec) -> list[int] | None:
     """Each file's resize plan from its header size (columns from verify_files)."""
     if not {"width", "height"} <= set(manifest.columns) or (manifest["width"] <= 0).any():
@@ -108,14 +118,26 @@ def _resize_steps(manifest: pd.DataFrame, spec: ImageSpec) -> list[int] | None:
 
 
 def _cache(ds, cache: str | None, manifest: pd.DataFrame, spec: ImageSpec):
+    """Cache the decoded images (not the labels, which are looked up afterwards, so a
+    relabelled dataset never reads stale labels). A file cache is keyed by the paths, each
+    file's size and modification time, the image spec and the package version."""
     if cache in (None, "none", ""):
         return ds
     if cache == "memory":
         return ds.cache()
+    from cxr_keras import __version__
+
     folder = Path(cache)
     folder.mkdir(parents=True, exist_ok=True)
+    stamps = []
+    for path in manifest["path"]:
+        try:
+            info = os.stat(path)
+            stamps.append([path, info.st_size, info.st_mtime_ns])
+        except OSError:
+            stamps.append([path, None, None])
     key = hashlib.sha1(
-        json.dumps([list(manifest["path"]), config_to_dict(spec)], sort_keys=True).encode()
+        json.dumps([stamps, config_to_dict(spec), __version__], sort_keys=True).encode()
     ).hexdigest()[:16]
     return ds.cache(str(folder / f"images-{key}"))
 
@@ -162,15 +184,16 @@ def make_dataset(
     sources, load = _sources_and_loader(
         manifest["path"], spec, formats, _resize_steps(manifest, spec)
     )
-    ds = tf.data.Dataset.from_tensor_slices((sources, y, w))
+    index = np.arange(len(manifest), dtype=np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((index, sources))
     buffer = shuffle_buffer or len(manifest)
     cached = cache not in (None, "none", "")
     if training and not cached:
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
     @tf.autograph.experimental.do_not_convert
-    def decode(source, labels_, weights):
-        return load(source), labels_, weights
+    def decode(i, source):
+        return i, load(source)
 
     # one decode per core from the start: AUTOTUNE ramps up too slowly for a first epoch
     ds = ds.map(decode, num_parallel_calls=2 * (os.cpu_count() or 1), deterministic=True)
@@ -179,6 +202,13 @@ def make_dataset(
     if training and cached:
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    y_table, w_table = tf.constant(y), tf.constant(w)
+
+    @tf.autograph.experimental.do_not_convert
+    def attach_labels(i, images):  # one gather per batch: labels are never cached
+        return images, tf.gather(y_table, i), tf.gather(w_table, i)
+
+    ds = ds.map(attach_labels)
     if training and label_mixing is not None:
         ds = ds.map(label_mixing, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -187,12 +217,15 @@ def make_dataset(
 def make_image_dataset(paths: list[str | os.PathLike], spec: ImageSpec, batch_size: int = 32):
     """A batched dataset of model inputs only, in the order of ``paths`` (for prediction).
 
-    Unlike :func:`make_dataset` it does not drop failing files silently; check them first
-    with :func:`~cxr_keras.data.io.read_header` so each failure is reported by name.
+    Reads each file's header first, so a bad file raises
+    :class:`~cxr_keras.data.io.ImageDecodeError` naming it (check files one by one with
+    :func:`~cxr_keras.data.io.read_header` to report every failure and keep the rest).
     """
     import tensorflow as tf
 
-    sources, load = _sources_and_loader(paths, spec)
+    headers = [read_header(p, spec) for p in paths]
+    steps = [resize_steps(h.height, h.width, spec) for h in headers]
+    sources, load = _sources_and_loader(paths, spec, [h.format for h in headers], steps)
     ds = tf.data.Dataset.from_tensor_slices((sources,))  # one component: the source
     ds = ds.map(load, num_parallel_calls=2 * (os.cpu_count() or 1), deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

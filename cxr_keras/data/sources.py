@@ -6,7 +6,7 @@
   separator-joined column (NIH ``Finding Labels``) or one column per label (CheXpert,
   with -1 = uncertain and blanks handled by a policy);
 - :func:`dicom_source`: a folder of DICOM files with a labels CSV keyed by file name
-  (RSNA style); patient ids are salted hashes of the DICOM PatientID.
+  (RSNA style); patient ids are keyed hashes of the DICOM PatientID.
 
 Rows that cannot be used (unknown label names, bad label values, duplicate or missing
 paths, unlabelled files) are left out and recorded with their reason in the manifest's
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from cxr_keras.config import DataConfig, resolve_path
-from cxr_keras.data.io import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, hash_patient_id, is_dicom_path
+from cxr_keras.data.io import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, is_dicom_path
 from cxr_keras.data.labels import (
     NO_FINDING,
     apply_label_policy,
@@ -41,6 +41,8 @@ from cxr_keras.data.labels import (
     same_label,
 )
 from cxr_keras.data.manifest import Skip, manifest_labels, new_manifest
+from cxr_keras.data.privacy import hash_patient_id
+from cxr_keras.data.privacy import patient_id_key as resolve_patient_key
 
 __all__ = [
     "SPLIT_FOLDERS",
@@ -126,11 +128,7 @@ def _image_files(folder: Path) -> tuple[list[Path], list[Skip]]:
         suffix = path.suffix.lower()
         if name in _SYSTEM_FILES or name.startswith("._") or suffix in _COMPANION_SUFFIXES:
             continue
-        if (
-            suffix in IMAGE_EXTENSIONS
-            or suffix in DICOM_EXTENSIONS
-            or (suffix == "" and is_dicom_path(path))
-        ):
+        if suffix in IMAGE_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_path(path):
             files.append(path)
         else:
             skipped.append(
@@ -144,11 +142,11 @@ def _image_files(folder: Path) -> tuple[list[Path], list[Skip]]:
 
 
 def _patient_and_view(
-    path: Path, relative: str, pattern: str | None, salt: str
+    path: Path, relative: str, pattern: str | None, key: bytes | None
 ) -> tuple[str, str | None, bool]:
     """(patient id, view, parsed) for one file; DICOMs use the hashed header PatientID."""
-    if path.suffix.lower() in DICOM_EXTENSIONS or is_dicom_path(path):
-        pid, view = _dicom_identity(path, salt)
+    if key is not None and is_dicom_path(path):
+        pid, view = _dicom_identity(path, key)
         if pid:
             return pid, view, True
     pid = parse_patient_id(relative, pattern)
@@ -157,7 +155,8 @@ def _patient_and_view(
     return pid, None, True
 
 
-def _dicom_identity(path: Path, salt: str) -> tuple[str | None, str | None]:
+def _dicom_identity(path: Path, key: bytes) -> tuple[str | None, str | None]:
+    """(hashed PatientID, view) of a DICOM; the raw id never leaves this function."""
     import pydicom
 
     try:
@@ -168,7 +167,25 @@ def _dicom_identity(path: Path, salt: str) -> tuple[str | None, str | None]:
         return None, None
     raw_id = str(ds.get("PatientID", "") or "").strip()
     view = str(ds.get("ViewPosition", "") or "").strip().upper() or None
-    return (hash_patient_id(raw_id, salt) if raw_id else None), view
+    return (hash_patient_id(raw_id, key) if raw_id else None), view
+
+
+def _split_groups(root: Path) -> list[tuple[str | None, Path]]:
+    """(split, folder) pairs: the split folders of ``root`` if it has them, else root."""
+    entries = sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    )  # hidden folders and archive debris such as __MACOSX
+    splits = [p for p in entries if p.name.lower() in SPLIT_FOLDERS]
+    if not splits:
+        return [(None, root)]
+    others = [p.name for p in entries if p.name.lower() not in SPLIT_FOLDERS]
+    if others:
+        raise ValueError(
+            f"{root}: holds split folders ({', '.join(p.name for p in splits)}) beside other "
+            f"folders ({', '.join(others)}); point data.root at the folder that holds only "
+            "the splits, or only the class folders"
+        )
+    return [(SPLIT_FOLDERS[d.name.lower()], d) for d in splits]
 
 
 def folder_source(
@@ -176,15 +193,19 @@ def folder_source(
     labels: list[str] | None = None,
     negative_classes: Iterable[str] = ("NORMAL", NO_FINDING),
     patient_id_pattern: str | None = None,
-    patient_id_salt: str = "cxr-keras",
+    patient_id_key: str | None = None,
+    patient_ids_per_split: bool = False,
 ) -> pd.DataFrame:
     """A manifest of a class-per-folder dataset: ``root/[split/]CLASS/**/image``.
 
     Each class folder is a label (one-vs-rest), except ``negative_classes`` whose images
     have every label 0. Split folders (train/val/test and their common spellings) fill a
     ``split`` column. Patient ids are parsed from file names (Kermany ``personN``,
-    ``IM-NNNN``; NIH numbers), or the hashed PatientID for DICOMs; an image whose id cannot
-    be found is its own patient (noted in ``attrs["notes"]``).
+    ``IM-NNNN``; NIH numbers), or are keyed hashes of the PatientID for DICOMs (see
+    :mod:`cxr_keras.data.privacy`); an image whose id cannot be found is its own patient
+    (noted in ``attrs["notes"]``). ``patient_ids_per_split``: ids are only unique within
+    one split folder (the official Kermany release: TEST ``person1`` is not TRAIN
+    ``person1``), so they are prefixed with the split.
 
     Example:
         >>> from cxr_keras.sample_data import sample_path
@@ -196,25 +217,26 @@ def folder_source(
     if not root.is_dir():
         raise ValueError(f"{root}: dataset folder not found")
     negatives = {canonical_label(n).casefold() for n in negative_classes}
-    entries = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    split_dirs = [p for p in entries if p.name.lower() in SPLIT_FOLDERS]
-    if split_dirs and len(split_dirs) == len(entries):
-        groups = [(SPLIT_FOLDERS[d.name.lower()], d) for d in split_dirs]
-    else:
-        groups = [(None, root)]
     class_dirs = [
         (split, c)
-        for split, base in groups
+        for split, base in _split_groups(root)
         for c in sorted(base.iterdir())
-        if c.is_dir() and not c.name.startswith(".")
+        if c.is_dir() and not c.name.startswith((".", "_"))
     ]
     if not class_dirs:
         raise ValueError(f"{root}: no class folders found (expected e.g. NORMAL/ and PNEUMONIA/)")
+    split_named = sorted({c.name for _, c in class_dirs if c.name.lower() in SPLIT_FOLDERS})
+    if split_named:
+        raise ValueError(
+            f"{root}: class folders named like splits ({', '.join(split_named)}); "
+            "split folders must hold the class folders, not sit beside them"
+        )
     classes = sorted({canonical_label(c.name) for _, c in class_dirs})
     if labels is None:
         labels = [c for c in classes if c.casefold() not in negatives]
     labels = [canonical_label(label) for label in labels]
     folded = {label.casefold(): label for label in labels}
+    key = None
     rows, skipped, unparsed = [], [], 0
     for split, class_dir in class_dirs:
         name = canonical_label(class_dir.name)
@@ -232,9 +254,13 @@ def folder_source(
             )
             continue
         for f in files:
+            if key is None and is_dicom_path(f):
+                key = resolve_patient_key(patient_id_key)
             relative = f.relative_to(root).as_posix()
-            pid, view, parsed = _patient_and_view(f, relative, patient_id_pattern, patient_id_salt)
+            pid, view, parsed = _patient_and_view(f, relative, patient_id_pattern, key)
             unparsed += not parsed
+            if split is not None and patient_ids_per_split:
+                pid = f"{split}/{pid}"
             row = {"path": str(f.resolve()), "patient_id": pid, "view": view, "class": name}
             row.update({label: float(same_label(label, name)) for label in labels})
             if split is not None:
@@ -279,12 +305,7 @@ def csv_source(
     """
     csv = Path(csv)
     root = Path(root) if root is not None else csv.parent
-    try:
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise ValueError(f"{csv}: labels CSV not found") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{csv}: not a readable CSV ({exc})") from None
+    table = _read_csv(csv)
     for column in (path_column, finding_column, patient_column, view_column):
         if column is not None and column not in table.columns:
             raise ValueError(f"{csv}: no column {column!r}; columns: {list(table.columns)}")
@@ -404,11 +425,18 @@ def _labels_from_columns(
     missing = [label for label in labels if label.casefold() not in by_name]
     if missing:
         raise ValueError(f"{csv}: no column for labels {missing}; columns: {list(table.columns)}")
-    policies = (
-        {canonical_label(k).casefold(): v for k, v in uncertain.items()}
-        if isinstance(uncertain, Mapping)
-        else {}
-    )
+    policies = {}
+    if isinstance(uncertain, Mapping):
+        policies = {canonical_label(k).casefold(): v for k, v in uncertain.items()}
+        unknown = sorted(
+            k
+            for k in uncertain
+            if canonical_label(k).casefold() not in {label.casefold() for label in labels}
+        )
+        if unknown:
+            raise ValueError(
+                f"data.uncertain names labels that are not learned: {unknown}; labels: {labels}"
+            )
     bad = pd.Series([None] * len(table), dtype=object, index=table.index)
     values = pd.DataFrame(index=table.index)
     for label in labels:
@@ -417,7 +445,9 @@ def _labels_from_columns(
         for i in np.flatnonzero(invalid & bad.isna().to_numpy()):
             bad.iloc[i] = f"label {label!r} has value {column.iloc[i]!r}, not 1, 0, -1 or blank"
         clean = column.where(~invalid, "")
-        policy = policies.get(label.casefold(), "zeros") if policies else uncertain
+        policy = (
+            policies.get(label.casefold(), "zeros") if isinstance(uncertain, Mapping) else uncertain
+        )
         values[label] = apply_label_policy(clean, uncertain=policy, blank=blank)
     return values, labels, bad
 
@@ -428,7 +458,7 @@ def dicom_source(
     id_column: str | None = None,
     labels: list[str] | None = None,
     patient_column: str | None = None,
-    patient_id_salt: str = "cxr-keras",
+    patient_id_key: str | None = None,
     negative_classes: Iterable[str] = ("NORMAL", NO_FINDING),
     uncertain: str | Mapping[str, str] = "zeros",
     blank: str = "zeros",
@@ -438,23 +468,36 @@ def dicom_source(
     With ``csv``, its ``id_column`` is matched to each file's name without extension
     (RSNA ``patientId``); several rows for one file (one per box) collapse to one image,
     positive when any row is. Files without a row are left out as ``unlabelled``, rows
-    without a file as ``missing``. Without ``csv``, class folders label the files as in
-    :func:`folder_source`. Patient ids are salted hashes of the DICOM PatientID (never the
-    raw id) unless ``patient_column`` gives them; the view comes from ViewPosition.
+    without a file as ``missing``, and files whose name is not unique as ``ambiguous``.
+    Without ``csv``, class folders label the files as in :func:`folder_source`. Patient ids
+    are keyed hashes of the DICOM PatientID (never the raw id; see
+    :mod:`cxr_keras.data.privacy`) unless ``patient_column`` gives them; the view comes
+    from ViewPosition.
     """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: DICOM folder not found")
     if csv is None:
-        return folder_source(root, labels, negative_classes, None, patient_id_salt)
-    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        return folder_source(root, labels, negative_classes, None, patient_id_key)
+    table = _read_csv(Path(csv))
     if id_column is None or id_column not in table.columns:
         raise ValueError(
             f"{csv}: id_column {id_column!r} must name a column matched to the "
             f"DICOM file names; columns: {list(table.columns)}"
         )
     files, skipped = _image_files(root)
-    by_stem = {f.stem: f for f in files}
+    stems = pd.Series([f.stem for f in files])
+    repeated = set(stems[stems.duplicated()])
+    skipped += [
+        (
+            str(f),
+            "ambiguous",
+            f"another file is also named {f.stem!r}: which one the CSV row means is unknown",
+        )
+        for f in files
+        if f.stem in repeated
+    ]
+    by_stem = {f.stem: f for f in files if f.stem not in repeated}
     values, labels, bad = _labels_from_columns(
         table.drop(columns=[id_column]), Path(csv), labels, uncertain, blank
     )
@@ -466,22 +509,25 @@ def dicom_source(
     extras = {}
     if patient_column is not None:
         extras = table.groupby(table[id_column].str.strip())[patient_column].first()
+    key = resolve_patient_key(patient_id_key) if patient_column is None else None
     rows, seen = [], set()
     for ident, label_row in agg.iterrows():
         path = by_stem.get(ident)
         if path is None:
-            skipped.append(
-                (
-                    str(root / f"{ident}.dcm"),
-                    "missing",
-                    f"labels CSV row {id_column}={ident} has no DICOM file",
+            if ident not in repeated:
+                skipped.append(
+                    (
+                        str(root / f"{ident}.dcm"),
+                        "missing",
+                        f"labels CSV row {id_column}={ident} has no DICOM file",
+                    )
                 )
-            )
             continue
         seen.add(ident)
-        pid, view = _dicom_identity(path, patient_id_salt)
         if patient_column is not None:
-            pid = _id(extras.get(ident)) or pid
+            pid, view = _id(extras.get(ident)), None
+        else:
+            pid, view = _dicom_identity(path, key)
         rows.append(
             {
                 "path": str(path.resolve()),
@@ -496,6 +542,16 @@ def dicom_source(
         if stem not in seen
     ]
     return new_manifest(rows, labels, skipped)
+
+
+def _read_csv(csv: Path) -> pd.DataFrame:
+    """A labels CSV as text cells (blanks stay blank), or a ValueError naming the file."""
+    try:
+        return pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise ValueError(f"{csv}: labels CSV not found") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{csv}: not a readable CSV ({exc})") from None
 
 
 def _note_unparsed(df: pd.DataFrame, unparsed: int) -> None:
@@ -521,7 +577,12 @@ def load_manifest(data: DataConfig) -> pd.DataFrame:
     csv = resolve_path(data.csv) if data.csv else None
     if data.source == "folder":
         return folder_source(
-            root, data.labels, data.negative_classes, data.patient_id_pattern, data.patient_id_salt
+            root,
+            data.labels,
+            data.negative_classes,
+            data.patient_id_pattern,
+            data.patient_id_key,
+            data.patient_ids_per_split,
         )
     if data.source == "csv":
         return csv_source(
@@ -544,7 +605,7 @@ def load_manifest(data: DataConfig) -> pd.DataFrame:
             data.id_column,
             data.labels,
             data.patient_column,
-            data.patient_id_salt,
+            data.patient_id_key,
             data.negative_classes,
             data.uncertain,
             data.blank,

@@ -50,7 +50,10 @@ def check_patient_disjoint(manifest: pd.DataFrame, column: str = "split") -> Non
         examples = "; ".join(f"{pid}: {sorted(map(str, s))}" for pid, s in leaked.head(3).items())
         raise PatientLeakageError(
             f"{len(leaked)} patient(s) appear in more than one split (e.g. {examples}). "
-            "Their images are correlated: re-split by patient (data.split.method: patient)."
+            "Their images are correlated. If these ids only repeat by accident because they "
+            "are unique within each split folder (as in the official Kermany release), set "
+            "data.patient_ids_per_split: true; otherwise re-split by patient "
+            "(data.split.method: patient)."
         )
 
 

@@ -29,6 +29,13 @@ __all__ = ["verify_files"]
 log = logging.getLogger(__name__)
 
 
+def _format_or_none(path: str) -> str | None:
+    try:
+        return sniff_format(path)
+    except OSError:
+        return None
+
+
 def verify_files(
     manifest: pd.DataFrame,
     spec: ImageSpec | None = None,
@@ -46,8 +53,8 @@ def verify_files(
     if mode not in ("header", "full", "none"):
         raise ValueError(f"verify mode must be header, full or none, got {mode!r}")
     out = manifest.copy()
-    if mode == "none":
-        out["format"] = [sniff_format(p) for p in out["path"]]
+    if mode == "none":  # trust the files; one that cannot be read is dropped when decoded
+        out["format"] = [_format_or_none(p) for p in out["path"]]
         return out
 
     def check(path: str) -> tuple[ImageHeader | None, ImageDecodeError | None]:
