@@ -15,7 +15,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["HistogramEqualization"]
+__all__ = ["BackboneInput", "HistogramEqualization", "LogSumExpPooling"]
+
+# ImageNet statistics used by keras.applications' "torch" and "caffe" preprocessing.
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+BACKBONE_SCALINGS = ("identity", "255", "tf", "torch", "caffe")
 
 
 @keras.saving.register_keras_serializable(package="cxr_keras")
@@ -57,3 +63,87 @@ class HistogramEqualization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "bins": self.bins}
+
+
+@keras.saving.register_keras_serializable(package="cxr_keras")
+class BackboneInput(keras.layers.Layer):
+    """Feed a grayscale image in [0, 1] to a backbone: repeat the channel and apply the
+    backbone's own input scaling, inside the model (so no Lambda layer is needed and the
+    saved model loads with ``safe_mode=True``).
+
+    Scalings (as ``keras.applications`` preprocess_input modes expect them):
+    ``identity`` keeps [0, 1]; ``255`` multiplies by 255 (models with their own rescaling,
+    e.g. EfficientNet, MobileNetV3); ``tf`` maps to [-1, 1] (InceptionV3); ``torch``
+    normalises with the ImageNet mean and std (DenseNet); ``caffe`` subtracts the ImageNet
+    BGR mean from 0-255 values (ResNet50).
+
+    Example:
+        >>> import numpy as np
+        >>> out = BackboneInput(channels=3, scaling="tf")(np.full((1, 2, 2, 1), 0.5, "float32"))
+        >>> tuple(out.shape), float(np.asarray(out).max())
+        ((1, 2, 2, 3), 0.0)
+    """
+
+    def __init__(self, channels: int = 3, scaling: str = "identity", **kwargs):
+        super().__init__(**kwargs)
+        if scaling not in BACKBONE_SCALINGS:
+            raise ValueError(f"scaling must be one of {BACKBONE_SCALINGS}, got {scaling!r}")
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        self.channels = int(channels)
+        self.scaling = scaling
+
+    def call(self, images):
+        x = ops.convert_to_tensor(images, dtype=self.compute_dtype)
+        if self.channels != 1:
+            x = ops.repeat(x[..., :1], self.channels, axis=-1)
+        if self.scaling == "255":
+            return x * 255.0
+        if self.scaling == "tf":
+            return x * 2.0 - 1.0
+        if self.scaling == "torch":
+            mean = ops.convert_to_tensor(_TORCH_MEAN[: self.channels], self.compute_dtype)
+            std = ops.convert_to_tensor(_TORCH_STD[: self.channels], self.compute_dtype)
+            return (x - mean) / std
+        if self.scaling == "caffe":
+            mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR[: self.channels], self.compute_dtype)
+            return x * 255.0 - mean
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "scaling": self.scaling}
+
+
+@keras.saving.register_keras_serializable(package="cxr_keras")
+class LogSumExpPooling(keras.layers.Layer):
+    """Log-sum-exp pooling over height and width (Wang et al., ChestX-ray8, CVPR 2017):
+    ``(1 / r) * log(mean(exp(r * x)))`` per channel. Small ``r`` approaches average
+    pooling, large ``r`` max pooling; computed stably by factoring out the maximum.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([0.0, 0.0, 0.0, 4.0], "float32").reshape(1, 2, 2, 1)
+        >>> [round(float(v), 3) for v in np.asarray(LogSumExpPooling(r=100.0)(x))[0]]
+        [3.986]
+    """
+
+    def __init__(self, r: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        if r <= 0:
+            raise ValueError(f"r must be > 0, got {r}")
+        self.r = float(r)
+
+    def call(self, features):
+        x = ops.cast(features, "float32")  # exp of large values: keep float32
+        peak = ops.max(x, axis=(1, 2), keepdims=True)
+        pooled = ops.log(ops.mean(ops.exp(self.r * (x - peak)), axis=(1, 2))) / self.r
+        return ops.cast(pooled + ops.squeeze(peak, axis=(1, 2)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "r": self.r}
