@@ -15,7 +15,7 @@ help:
 	@echo "make clean  - remove .venv and runs/"
 
 $(PY):
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "cxr-keras needs Python >= 3.10, found " + sys.version.split()[0])'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cxr-keras needs Python >= 3.11, found " + sys.version.split()[0])'
 	@$(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV); on Debian/Ubuntu run: sudo apt install python3-venv"; rm -rf $(VENV); exit 1; }
 	$(PIP) install --quiet --upgrade pip
 
@@ -26,8 +26,11 @@ $(STAMP): $(PY) setup.cfg pyproject.toml requirements/constraints.txt
 
 install: $(STAMP)
 
+# The main job on the bundled sample, all under runs/demo/ (a finished stage is not
+# redone: delete runs/demo to start afresh).
 demo: install
 	$(PY) -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
+	$(PY) -m cxr_keras.train --config tuner_configs/demo.yaml
 
 lint: install
 	$(PY) -m ruff check cxr_keras tests benchmarks tools
@@ -38,6 +41,7 @@ test: lint
 
 bench: install
 	$(PY) benchmarks/input_pipeline.py
+	$(PY) benchmarks/train_throughput.py
 
 # The lower bounds of setup.cfg, verified: the same suite on requirements/minimums.txt.
 test-minimums:

@@ -1,0 +1,178 @@
+"""The model artifact: the one self-describing directory every later stage loads.
+
+    <dir>/model.keras      the Keras model (outputs logits; loads with safe_mode=True)
+    <dir>/cxr_model.json   labels, image spec, preprocessing, thresholds, decision rule,
+                           temperature, data config and split seed, training summary,
+                           metrics, library versions and the resolved config
+
+Stages never re-declare these settings: they read them from the artifact, so a different
+resize, label order or threshold at prediction time than at training time cannot happen.
+``cxr_model.json`` carries a ``schema_version``; loading an older artifact fills newer
+fields with documented defaults (:func:`upgrade_meta`).
+
+Example:
+    >>> artifact = load_artifact("models/kermany_pneumonia")  # doctest: +SKIP
+    >>> artifact.labels, artifact.image_spec.size  # doctest: +SKIP
+    (['PNEUMONIA'], (224, 224))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cxr_keras.config import ImageSpec, section_from_dict
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Artifact",
+    "ArtifactError",
+    "copy_artifact",
+    "library_versions",
+    "load_artifact",
+    "save_artifact",
+    "upgrade_meta",
+    "write_meta",
+]
+
+SCHEMA_VERSION = 1
+MODEL_FILE = "model.keras"
+META_FILE = "cxr_model.json"
+
+
+class ArtifactError(ValueError):
+    """A directory is not a usable cxr-keras model artifact."""
+
+
+@dataclass
+class Artifact:
+    """A loaded artifact: the Keras model (outputs logits) and its description."""
+
+    model: object  # keras.Model
+    meta: dict
+    path: Path
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        return section_from_dict(ImageSpec, self.meta["image_spec"], "image_spec")
+
+    @property
+    def temperature(self) -> float:
+        return float(self.meta["temperature"])
+
+    @property
+    def decision_rule(self) -> str:
+        return str(self.meta["decision_rule"])
+
+    def thresholds(self, rule: str | None = None) -> list[float]:
+        """Per-label probability thresholds of a stored rule (default: the decision rule)."""
+        rule = rule or self.decision_rule
+        table = self.meta["thresholds"].get(rule)
+        if table is None:
+            raise ArtifactError(
+                f"{self.path}: no thresholds for rule {rule!r}; stored: "
+                f"{sorted(self.meta['thresholds'])}"
+            )
+        return [float(table[label]) for label in self.labels]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a model's numbers."""
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    from cxr_keras import __version__
+
+    return {
+        "cxr_keras": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def upgrade_meta(meta: dict) -> dict:
+    """Fill fields that older schema versions lack, with their documented defaults:
+    thresholds 0.5 per label under rule ``default`` (the decision rule), temperature 1.0,
+    no referral rule."""
+    meta = dict(meta)
+    version = int(meta.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise ArtifactError(
+            f"artifact schema {version} is newer than this cxr-keras "
+            f"understands ({SCHEMA_VERSION}); upgrade cxr-keras"
+        )
+    labels = meta.get("labels") or []
+    meta.setdefault("thresholds", {"default": {label: 0.5 for label in labels}})
+    meta.setdefault("decision_rule", "default")
+    meta.setdefault("temperature", 1.0)
+    meta.setdefault("referral", None)
+    meta["schema_version"] = SCHEMA_VERSION
+    return meta
+
+
+def save_artifact(model, meta: dict, directory: str | os.PathLike) -> Path:
+    """Write ``model.keras`` and ``cxr_model.json`` into ``directory`` (atomically: a
+    half-written artifact is never left under the final name)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = upgrade_meta({**meta, "schema_version": SCHEMA_VERSION})
+    meta.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
+    meta.setdefault("versions", library_versions())
+    tmp_model = directory / f".{MODEL_FILE}.tmp.keras"
+    model.save(tmp_model)
+    os.replace(tmp_model, directory / MODEL_FILE)
+    write_meta(meta, directory)
+    return directory
+
+
+def write_meta(meta: dict, directory: str | os.PathLike) -> Path:
+    """Rewrite ``cxr_model.json`` (e.g. after evaluation sets thresholds)."""
+    path = Path(directory) / META_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Copy an artifact's two files into another directory (e.g. ``models/<name>``)."""
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_FILE, META_FILE):
+        shutil.copy2(Path(source) / name, destination / name)
+    return destination
+
+
+def load_artifact(directory: str | os.PathLike, compile: bool = False) -> Artifact:
+    """Load an artifact: the model (``safe_mode=True``: no arbitrary code runs) and its
+    description, upgraded to the current schema."""
+    import keras
+
+    import cxr_keras.layers
+    import cxr_keras.models.losses  # noqa: F401  (registers the loss and metrics)
+
+    directory = Path(directory)
+    meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
+    if not meta_path.is_file() or not model_path.is_file():
+        raise ArtifactError(
+            f"{directory}: not a model artifact (needs {MODEL_FILE} and "
+            f"{META_FILE}); train one with python -m cxr_keras.train"
+        )
+    try:
+        meta = upgrade_meta(json.loads(meta_path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{meta_path}: not valid JSON ({exc})") from None
+    model = keras.models.load_model(model_path, compile=compile, safe_mode=True)
+    return Artifact(model, meta, directory)

@@ -1,0 +1,409 @@
+"""``python -m cxr_keras.train``: train a classifier from one config and export its artifact.
+
+    python -m cxr_keras.train --config tuner_configs/demo.yaml [--set training.epochs=5]
+        [--run-name NAME] [--overwrite] [--export models/NAME]
+
+Everything goes to ``runs/<name>/``: the artifact (``model.keras`` + ``cxr_model.json``) at
+the top, and under ``train/`` the resolved config, the manifest with its split, the CSV
+log, TensorBoard logs, the best weights and the resume state. Starting the same command
+again resumes: finished phases are skipped and a phase killed mid-way (``kill -9``
+included) continues from its last finished epoch (Keras ``BackupAndRestore``).
+``--overwrite`` starts afresh.
+
+Training: Adam or AdamW on the masked per-label loss (:mod:`cxr_keras.models.losses`),
+class weights folded into per-label sample weights, ReduceLROnPlateau, EarlyStopping, the
+best epoch by validation AUC kept, and an optional second phase that unfreezes the
+backbone with a lower learning rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from cxr_keras.artifact import META_FILE, MODEL_FILE, Artifact, copy_artifact, load_artifact
+from cxr_keras.cli import add_config_arguments, config_from_args, run_cli, setup_logging
+from cxr_keras.config import Config, ConfigError, config_to_dict
+
+__all__ = ["main", "train"]
+
+log = logging.getLogger("cxr_keras.train")
+
+
+@dataclass
+class Phase:
+    """One ``fit``: which layers train, at which learning rate, for how many epochs."""
+
+    name: str
+    freeze: str
+    learning_rate: float
+    epochs: int
+
+
+def _phases(cfg: Config) -> list[Phase]:
+    phases = [Phase("train", cfg.model.freeze, cfg.training.learning_rate, cfg.training.epochs)]
+    fine = cfg.training.fine_tune
+    if fine.epochs > 0:
+        phases.append(Phase("fine_tune", fine.unfreeze_from, fine.learning_rate, fine.epochs))
+    return phases
+
+
+def _read_state(work: Path) -> dict:
+    path = work / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else {"phases_done": [], "epochs": 0}
+
+
+def _write_state(work: Path, state: dict) -> None:
+    tmp = work / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, work / "state.json")
+
+
+def _log_rows(work: Path) -> list[dict]:
+    """The CSV log, one row per finished epoch. An epoch repeated after a kill (logged, then
+    killed before its backup was written) appears once, with its last values."""
+    path = work / "log.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        rows = {int(float(row["epoch"])): row for row in csv.DictReader(fh) if row.get("epoch")}
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def _best_so_far(work: Path, monitor: str) -> float | None:
+    values = [float(r[monitor]) for r in _log_rows(work) if r.get(monitor) not in (None, "")]
+    values = [v for v in values if not math.isnan(v)]
+    return max(values) if values else None
+
+
+def _use_mixed_precision(setting: str) -> bool:
+    import tensorflow as tf
+
+    if setting == "on":
+        return True
+    return setting == "auto" and bool(tf.config.list_physical_devices("GPU"))
+
+
+def _optimizer(cfg: Config, learning_rate: float):
+    import keras
+
+    if cfg.training.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.training.weight_decay)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def _class_weight_table(cfg: Config, train_df) -> np.ndarray | None:
+    from cxr_keras.data.stats import class_weight_table, positive_weights
+
+    mode = cfg.training.class_weights
+    if mode == "balanced":
+        return class_weight_table(train_df)
+    if mode == "positive":
+        pos = positive_weights(train_df)
+        return np.stack([np.ones_like(pos), pos], axis=1)
+    return None
+
+
+def _check_run_dir(work: Path, cfg: Config) -> None:
+    """Refuse to resume a run folder that was started with a different config."""
+    saved = work / "config.yaml"
+    resolved = config_to_dict(cfg)
+    if saved.is_file():
+        previous = yaml.safe_load(saved.read_text())
+        if previous != resolved:
+            changed = sorted(k for k in resolved if previous.get(k) != resolved.get(k))
+            raise ConfigError(
+                f"{work.parent} holds a run started with a different config (sections "
+                f"{changed} differ): resume it with the same settings, start afresh with "
+                "--overwrite, or pick another --run-name"
+            )
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        saved.write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _callbacks(cfg: Config, work: Path, phase_index: int):
+    import keras
+
+    monitor = cfg.training.monitor
+
+    class LogLearningRate(keras.callbacks.Callback):
+        """Put the learning rate in the epoch logs before the CSV logger writes them."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(
+                    keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+                )
+
+    # Order matters for a kill between two callbacks: the log row and the best weights are
+    # written before the backup, so a kill costs at most a repeated epoch, never a lost one.
+    callbacks = [
+        LogLearningRate(),
+        keras.callbacks.CSVLogger(str(work / "log.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(work / "best.weights.h5"),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=_best_so_far(work, monitor),
+        ),
+        keras.callbacks.BackupAndRestore(
+            str(work / f"backup_{phase_index}"), delete_checkpoint=False, double_checkpoint=True
+        ),
+    ]
+    if cfg.training.reduce_lr_patience > 0:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                mode="max",
+                factor=cfg.training.reduce_lr_factor,
+                patience=cfg.training.reduce_lr_patience,
+                min_lr=cfg.training.min_learning_rate,
+            )
+        )
+    if cfg.training.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode="max", patience=cfg.training.early_stopping_patience
+            )
+        )
+    if cfg.training.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(work / "tensorboard"), write_graph=False))
+    return callbacks
+
+
+def _history(work: Path) -> list[dict]:
+    rows = []
+    for row in _log_rows(work):
+        rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
+    return rows
+
+
+def train(
+    cfg: Config,
+    *,
+    overwrite: bool = False,
+    export_to: str | os.PathLike | None = None,
+    progress: bool = True,
+    run_dir: str | os.PathLike | None = None,
+) -> Artifact:
+    """Train the configured model and write its artifact to ``runs/<name>/``.
+
+    Resumes an interrupted run of the same config; returns the finished artifact at once
+    when the run is already complete. ``export_to`` also copies the artifact there (e.g.
+    ``models/<name>``); ``run_dir`` replaces ``runs/<name>``.
+
+    Example:
+        >>> from cxr_keras.config import load_config
+        >>> artifact = train(load_config("tuner_configs/demo.yaml"))  # doctest: +SKIP
+        >>> artifact.labels  # doctest: +SKIP
+        ['PNEUMONIA']
+    """
+    import keras
+    import tensorflow as tf
+
+    from cxr_keras.data import prepare_data, split_frame
+    from cxr_keras.data.augment import build_label_mixing
+    from cxr_keras.data.manifest import save_manifest
+    from cxr_keras.data.pipeline import make_dataset
+    from cxr_keras.data.stats import dataset_summary
+    from cxr_keras.models.build import build_model, set_trainable, trainable_summary
+    from cxr_keras.models.losses import MaskedBinaryLoss, training_metrics
+
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
+    work = run_dir / "train"
+    if overwrite:
+        shutil.rmtree(work, ignore_errors=True)
+        for name in (MODEL_FILE, META_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    _check_run_dir(work, cfg)
+    state = _read_state(work)
+    if state.get("finished") and (run_dir / META_FILE).is_file():
+        log.info("%s is already trained; --overwrite trains it again", run_dir)
+        artifact = load_artifact(run_dir)
+        if export_to:
+            copy_artifact(run_dir, export_to)
+        return artifact
+
+    started = time.time()
+    # tf.data datasets are shuffled and sized by the pipeline; Keras' notes on both are noise
+    warnings.filterwarnings("ignore", message=".*shuffle=True. was passed.*")
+    warnings.filterwarnings("ignore", message=".*Your input ran out of data.*")
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.training.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    manifest = prepare_data(cfg.data, cfg.image, seed=cfg.seed, progress=progress)
+    save_manifest(manifest, work / "manifest.csv")
+    train_df, val_df = split_frame(manifest, "train"), split_frame(manifest, "val")
+    if len(train_df) == 0 or len(val_df) == 0:
+        raise ValueError(
+            f"training needs train and validation images; got {len(train_df)} and "
+            f"{len(val_df)} (set data.split.val, or give a val split folder)"
+        )
+    labels = list(manifest.attrs["labels"])
+    weights = _class_weight_table(cfg, train_df)
+    train_ds = make_dataset(
+        train_df,
+        cfg.image,
+        batch_size=cfg.data.batch_size,
+        training=True,
+        seed=cfg.seed,
+        cache=cfg.data.cache,
+        shuffle_buffer=cfg.data.shuffle_buffer,
+        class_weights=weights,
+        label_mixing=build_label_mixing(cfg.augment, seed=cfg.seed),
+        repeat=True,
+    )
+    steps_per_epoch = math.ceil(len(train_df) / cfg.data.batch_size)
+    val_ds = make_dataset(val_df, cfg.image, batch_size=cfg.data.batch_size, cache=cfg.data.cache)
+
+    strategy = (
+        tf.distribute.MirroredStrategy()
+        if cfg.training.strategy == "mirrored"
+        else tf.distribute.get_strategy()
+    )
+    mixed = _use_mixed_precision(cfg.training.mixed_precision)
+    with strategy.scope():
+        built = build_model(
+            cfg.model,
+            cfg.image,
+            labels,
+            cfg.augment,
+            cfg.preprocess,
+            seed=cfg.seed,
+            mixed_precision=mixed,
+        )
+    model = built.model
+    loss = MaskedBinaryLoss(
+        cfg.training.loss, cfg.training.focal_gamma, cfg.training.label_smoothing
+    )
+    phases = _phases(cfg)
+    for index, phase in enumerate(phases):
+        if phase.name in state["phases_done"]:
+            model.load_weights(work / f"{phase.name}.weights.h5")
+            continue
+        set_trainable(
+            built,
+            phase.freeze,
+            freeze_batchnorm=cfg.model.freeze_batchnorm and cfg.model.pretrained,
+        )
+        with strategy.scope():
+            model.compile(
+                optimizer=_optimizer(cfg, phase.learning_rate),
+                loss=loss,
+                metrics=training_metrics(labels),
+            )
+        log.info(
+            "phase %s: %d epochs at learning rate %g, %s",
+            phase.name,
+            phase.epochs,
+            phase.learning_rate,
+            trainable_summary(model),
+        )
+        first_epoch = state["epochs"]
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=first_epoch + phase.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=_callbacks(cfg, work, index),
+            verbose=1 if progress else 2,
+        )
+        model.save_weights(work / f"{phase.name}.weights.h5")
+        # the next phase numbers its epochs on from here (early stopping may end one early;
+        # the log has one row per finished epoch, whichever process ran it)
+        state["epochs"] = len(_log_rows(work))
+        state["phases_done"].append(phase.name)
+        _write_state(work, state)
+        shutil.rmtree(work / f"backup_{index}", ignore_errors=True)
+
+    if (work / "best.weights.h5").is_file():
+        model.load_weights(work / "best.weights.h5")
+    with strategy.scope():
+        model.compile(loss=loss, metrics=training_metrics(labels))
+    validation = {
+        k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()
+    }
+    history = _history(work)
+    best = max(history, key=lambda r: r.get(cfg.training.monitor) or -1.0) if history else {}
+    meta = {
+        "name": cfg.name,
+        "labels": labels,
+        "image_spec": config_to_dict(cfg.image),
+        "preprocess": config_to_dict(cfg.preprocess),
+        "model": {
+            "backbone": built.backbone,
+            "weights": cfg.model.weights,
+            "pooling": cfg.model.pooling,
+            "feature_layer": built.feature_layer,
+            "mixed_precision": mixed,
+            **trainable_summary(model),
+        },
+        "thresholds": {"default": {label: 0.5 for label in labels}},
+        "decision_rule": "default",
+        "temperature": 1.0,
+        "referral": None,
+        "data": {
+            "config": config_to_dict(cfg.data),
+            "split_seed": cfg.seed,
+            "summary": dataset_summary(manifest),
+        },
+        "training": {
+            "epochs_run": len(history),
+            "best_epoch": int(best.get("epoch", -1)) + 1,
+            "phases": [p.__dict__ for p in phases],
+            "history": history,
+            "wall_time_s": round(time.time() - started, 1),
+        },
+        "metrics": {"validation": validation},
+        "config": config_to_dict(cfg),
+    }
+    from cxr_keras.artifact import save_artifact
+
+    save_artifact(model, meta, run_dir)
+    state["finished"] = True
+    _write_state(work, state)
+    log.info(
+        "artifact written to %s (validation AUC %.4f)", run_dir, validation.get("auc", float("nan"))
+    )
+    if export_to:
+        copy_artifact(run_dir, export_to)
+        log.info("exported to %s", export_to)
+    return load_artifact(run_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxr_keras.train", description=__doc__.split("\n\n")[0]
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
+    parser.add_argument(
+        "--export", metavar="DIR", help="also copy the artifact there, e.g. models/<name>"
+    )
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = config_from_args(args)
+    artifact = train(cfg, overwrite=args.overwrite, export_to=args.export)
+    metrics = artifact.meta["metrics"]["validation"]
+    print(json.dumps({"artifact": str(artifact.path), "validation": metrics}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
