@@ -32,3 +32,41 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED
+
+
+def tiny_config(name: str = "fixture", **sections):
+    """A config for a small, fast model on the bundled Kermany sample (64 px custom CNN)."""
+    from cxr_keras.config import config_from_dict
+
+    raw = {
+        "name": name,
+        "seed": 7,
+        "data": {
+            "source": "folder",
+            "root": "sample:kermany",
+            "labels": ["PNEUMONIA"],
+            "split": {"method": "patient", "val": 0.25, "test": 0.2},
+            "batch_size": 16,
+        },
+        "image": {"size": 64},
+        "augment": {"rotation": 5, "zoom": 0.05},
+        "model": {"backbone": "custom_cnn", "filters": [8, 16, 32], "dropout": 0.1},
+        "training": {
+            "epochs": 3,
+            "learning_rate": 0.003,
+            "class_weights": "balanced",
+            "tensorboard": False,
+        },
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return config_from_dict(raw)
+
+
+@pytest.fixture(scope="session")
+def trained_artifact(tmp_path_factory):
+    """One small model trained once per test session, shared by the tests that need one."""
+    from cxr_keras.train import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "fixture"
+    return train(tiny_config(), run_dir=run_dir, progress=False)

@@ -1,0 +1,181 @@
+"""Training end to end: the artifact, reloading, resuming after kill -9, phases, strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_config
+
+from cxr_keras.artifact import load_artifact
+from cxr_keras.config import ConfigError, config_to_dict
+from cxr_keras.data.io import load_image
+from cxr_keras.predictor import Predictor
+from cxr_keras.sample_data import sample_files
+from cxr_keras.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+
+
+def test_artifact_describes_the_model(trained_artifact):
+    meta = trained_artifact.meta
+    assert meta["schema_version"] == 1 and meta["labels"] == ["PNEUMONIA"]
+    assert meta["image_spec"]["size"] == [64, 64]
+    assert meta["thresholds"] == {"default": {"PNEUMONIA": 0.5}}
+    assert meta["decision_rule"] == "default" and meta["temperature"] == 1.0
+    assert meta["model"]["feature_layer"] == "last_conv_relu"
+    assert set(meta["versions"]) >= {"tensorflow", "keras", "cxr_keras"}
+    assert meta["training"]["epochs_run"] == 3 and len(meta["training"]["history"]) == 3
+    assert 0.0 <= meta["metrics"]["validation"]["auc"] <= 1.0
+    assert meta["data"]["split_seed"] == 7
+    assert meta["data"]["summary"]["splits"]["val"]["images"] > 0
+    work = trained_artifact.path / "train"
+    assert {"config.yaml", "manifest.csv", "log.csv", "best.weights.h5"} <= {
+        p.name for p in work.iterdir()
+    }
+
+
+def test_artifact_reloads_in_a_fresh_process_with_identical_predictions(trained_artifact, tmp_path):
+    files = sample_files("kermany")[:6]
+    images = np.stack([load_image(f, trained_artifact.image_spec) for f in files])
+    np.save(tmp_path / "images.npy", images)
+    here = trained_artifact.model.predict(images, verbose=0)
+    script = (
+        "import sys, numpy as np\n"
+        "from cxr_keras.artifact import load_artifact\n"
+        "a = load_artifact(sys.argv[1])\n"
+        "np.save(sys.argv[3], a.model.predict(np.load(sys.argv[2]), verbose=0))\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(trained_artifact.path),
+            str(tmp_path / "images.npy"),
+            str(tmp_path / "out.npy"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), here)
+
+
+def test_predictor_turns_logits_into_probabilities_and_decisions(trained_artifact):
+    predictor = Predictor(trained_artifact)
+    files = sample_files("kermany")[:4]
+    result = predictor.predict_files(files)
+    images = np.stack([load_image(f, predictor.spec) for f in files])
+    logits = trained_artifact.model.predict(images, verbose=0)
+    np.testing.assert_allclose(result.logits, logits, atol=1e-6)
+    np.testing.assert_allclose(result.probabilities, 1 / (1 + np.exp(-logits)), atol=1e-6)
+    np.testing.assert_array_equal(result.decisions, result.probabilities >= 0.5)
+
+
+def test_finished_run_is_not_trained_again_and_a_changed_config_is_refused(trained_artifact):
+    run_dir = trained_artifact.path
+    before = (run_dir / "model.keras").stat().st_mtime_ns
+    again = train(tiny_config(), run_dir=run_dir, progress=False)
+    assert (run_dir / "model.keras").stat().st_mtime_ns == before
+    assert again.meta["created"] == trained_artifact.meta["created"]
+    with pytest.raises(ConfigError, match=r"different config \(sections \['training'\]"):
+        train(tiny_config(training={"epochs": 4}), run_dir=run_dir, progress=False)
+
+
+def test_killed_training_resumes_at_the_next_epoch(tmp_path):
+    cfg = tiny_config("resume", training={"epochs": 6, "early_stopping_patience": 0})
+    config = tmp_path / "resume.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    log = tmp_path / "runs" / "resume" / "train" / "log.csv"
+    command = [sys.executable, "-m", "cxr_keras.train", "--config", str(config)]
+    first = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and (
+            not log.is_file() or len(log.read_text().splitlines()) < 3
+        ):
+            time.sleep(0.05)  # wait for two finished epochs (header + 2 rows)
+        os.killpg(first.pid, signal.SIGKILL)
+    finally:
+        first.wait(timeout=30)
+    rows_at_kill = len(log.read_text().splitlines()) - 1
+    assert 2 <= rows_at_kill < 6, "the kill came too late to test a resume"
+    second = subprocess.run(
+        command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stderr
+    started = int(
+        next(line for line in second.stdout.splitlines() if line.startswith("Epoch "))
+        .split()[1]
+        .split("/")[0]
+    )
+    assert started >= rows_at_kill  # resumed from its backup: finished epochs kept
+    epochs = sorted({int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]})
+    assert epochs == list(range(6))  # every epoch once, none lost
+    meta = json.loads((tmp_path / "runs" / "resume" / "cxr_model.json").read_text())
+    assert meta["training"]["epochs_run"] == 6
+
+
+def test_two_phases_and_export(tmp_path):
+    cfg = tiny_config(
+        "phases",
+        model={"freeze": "backbone"},
+        training={"epochs": 1, "fine_tune": {"epochs": 1, "learning_rate": 1e-4}},
+    )
+    artifact = train(
+        cfg, run_dir=tmp_path / "run", export_to=tmp_path / "models" / "phases", progress=False
+    )
+    rates = [row["learning_rate"] for row in artifact.meta["training"]["history"]]
+    assert rates == pytest.approx([0.003, 1e-4])
+    assert [p["name"] for p in artifact.meta["training"]["phases"]] == ["train", "fine_tune"]
+    assert artifact.meta["model"]["frozen_layers"] == 0  # fine-tuning unfroze everything
+    exported = load_artifact(tmp_path / "models" / "phases")
+    assert exported.meta["created"] == artifact.meta["created"]
+
+
+def test_mirrored_strategy_trains(tmp_path):
+    cfg = tiny_config("mirrored", training={"epochs": 1, "strategy": "mirrored"})
+    artifact = train(cfg, run_dir=tmp_path / "run", progress=False)
+    assert artifact.meta["training"]["epochs_run"] == 1
+
+
+def test_same_seed_with_op_determinism_gives_the_same_model(tmp_path):
+    cfg = tiny_config("det", training={"epochs": 1, "deterministic": True})
+    config = tmp_path / "det.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    outputs = []
+    for run in ("a", "b"):  # separate processes: op determinism is process-wide
+        result = subprocess.run(
+            [sys.executable, "-m", "cxr_keras.train", "--config", str(config), "--run-name", run],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(json.loads((tmp_path / "runs" / run / "cxr_model.json").read_text()))
+    first, second = (o["training"]["history"] for o in outputs)
+    assert first == second  # every logged loss and metric, to the last digit
