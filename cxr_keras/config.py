@@ -45,6 +45,7 @@ __all__ = [
     "config_to_dict",
     "load_config",
     "resolve_path",
+    "section_from_dict",
 ]
 
 SAMPLE_PREFIX = "sample:"
@@ -489,6 +490,16 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def config_from_dict(raw: dict) -> Config:
     """Validate a plain dict (as read from YAML) into a :class:`Config`."""
     return _build(Config, raw, "")
+
+
+def section_from_dict(cls: type, raw: dict, where: str = ""):
+    """Validate a plain dict into one config section, e.g. the ``ImageSpec`` of an artifact.
+
+    Example:
+        >>> section_from_dict(ImageSpec, {"size": [64, 64]}).size
+        (64, 64)
+    """
+    return _build(cls, raw, where)
 
 
 def config_to_dict(cfg: Any) -> dict:
