@@ -175,8 +175,8 @@ def make_dataset(
             :func:`~cxr_keras.data.augment.build_label_mixing` (training only).
         drop_remainder: drop a last, smaller batch.
         repeat: repeat endlessly (reshuffled each pass); give ``fit`` a ``steps_per_epoch``.
-            One iterator then serves every epoch: Keras re-creates (and re-optimises) a
-            finite dataset's iterator at each epoch, which cost up to 1.5 s per epoch here.
+            One iterator then serves every epoch, where Keras would otherwise build (and
+            optimise) a new one per epoch, and no epoch ends on an exhausted iterator.
     """
     import tensorflow as tf
 
