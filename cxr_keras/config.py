@@ -38,6 +38,7 @@ __all__ = [
     "ImageSpec",
     "ModelConfig",
     "PreprocessConfig",
+    "SearchConfig",
     "SplitConfig",
     "TrainingConfig",
     "apply_overrides",
@@ -46,6 +47,7 @@ __all__ = [
     "load_config",
     "resolve_path",
     "section_from_dict",
+    "with_values",
 ]
 
 SAMPLE_PREFIX = "sample:"
@@ -415,6 +417,101 @@ class TrainingConfig:
             )
 
 
+_SPACE_KINDS = ("choice", "int", "float", "boolean")
+
+
+@dataclass
+class SearchConfig:
+    """The hyperparameter search of ``python -m cxr_keras.tune`` (KerasTuner).
+
+    Attributes:
+        oracle: ``random`` (RandomSearch), ``hyperband`` or ``bayesian``
+            (BayesianOptimization).
+        objective: the logged metric to optimise (``val_auc``: validation macro AUC).
+        direction: ``max`` or ``min``.
+        max_trials: trials to run (random and bayesian).
+        epochs: epochs per trial (hyperband: the most epochs a trial reaches).
+        executions_per_trial: trainings per trial, averaged (noisy objectives).
+        hyperband_factor: Hyperband's reduction factor.
+        isolate_trials: train each trial in a fresh Python process (memory stays flat over
+            any number of trials: Keras keeps some memory per fitted model); decoded images
+            are shared between trials through a file cache.
+        space: config paths mapped to their ranges, e.g.
+            ``model.dropout: {float: [0.1, 0.5], step: 0.1}``,
+            ``training.learning_rate: {float: [1e-4, 1e-2], sampling: log}``,
+            ``model.dense_units: {choice: [0, 64, 128]}``, ``image.size: {choice: [128, 160]}``,
+            ``model.dense_units: {int: [32, 256], step: 32}``, ``augment.flip: {boolean: true}``;
+            ``when: {training.loss: focal}`` makes a range apply only under that value.
+    """
+
+    oracle: Literal["random", "hyperband", "bayesian"] = "random"
+    objective: str = "val_auc"
+    direction: Literal["max", "min"] = "max"
+    max_trials: int = 10
+    epochs: int = 5
+    executions_per_trial: int = 1
+    hyperband_factor: int = 3
+    isolate_trials: bool = True
+    space: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_trials < 1 or self.epochs < 1 or self.executions_per_trial < 1:
+            raise ConfigError("search: max_trials, epochs and executions_per_trial must be >= 1")
+        if self.hyperband_factor < 2:
+            raise ConfigError(f"search.hyperband_factor: >= 2, got {self.hyperband_factor}")
+        seen: list[str] = []
+        for path, spec in self.space.items():
+            where = f"search.space.{path}"
+            _check_config_path(path, where)
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{where}: expected a mapping such as {{choice: [a, b]}}")
+            kinds = [k for k in _SPACE_KINDS if k in spec]
+            extra = set(spec) - {*_SPACE_KINDS, "step", "sampling", "when"}
+            if len(kinds) != 1 or extra:
+                raise ConfigError(
+                    f"{where}: give exactly one of {list(_SPACE_KINDS)} (plus "
+                    f"step, sampling, when), got {sorted(spec)}"
+                )
+            kind, value = kinds[0], spec[kinds[0]]
+            if kind == "choice" and (not isinstance(value, list) or not value):
+                raise ConfigError(f"{where}.choice: a non-empty list, got {value!r}")
+            if kind in ("int", "float"):
+                if (
+                    not isinstance(value, list)
+                    or len(value) != 2
+                    or not all(isinstance(v, (int, float)) for v in value)
+                    or value[0] >= value[1]
+                ):
+                    raise ConfigError(f"{where}.{kind}: [min, max] with min < max, got {value!r}")
+                if spec.get("sampling", "linear") not in ("linear", "log", "reverse_log"):
+                    raise ConfigError(f"{where}.sampling: linear, log or reverse_log")
+                if spec.get("sampling") == "log" and value[0] <= 0:
+                    raise ConfigError(f"{where}: log sampling needs a positive minimum")
+            for parent in spec.get("when", {}) or {}:
+                if parent not in seen:
+                    raise ConfigError(f"{where}.when: {parent!r} must be a range listed above")
+            seen.append(path)
+
+
+def _check_config_path(path: str, where: str) -> None:
+    """Raise unless ``path`` names a setting of :class:`Config` (e.g. ``model.dropout``)."""
+    cls: Any = Config
+    parts = path.split(".")
+    if parts[0] in ("name", "search"):
+        raise ConfigError(f"{where}: {parts[0]} cannot be searched")
+    for i, part in enumerate(parts):
+        fields = (
+            {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        )
+        if part not in fields:
+            near = difflib.get_close_matches(part, list(fields), n=1)
+            raise ConfigError(
+                f"{where}: {'.'.join(parts[: i + 1])!r} is not a setting"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+            )
+        cls = typing.get_type_hints(cls)[part]
+
+
 @dataclass
 class Config:
     """A whole run: its name (the folder under ``runs/``), seed and settings."""
@@ -427,6 +524,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    search: SearchConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
@@ -502,6 +600,30 @@ def section_from_dict(cls: type, raw: dict, where: str = ""):
     return _build(cls, raw, where)
 
 
+def with_values(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of the config with settings replaced by config path, validated again (how
+    tuning trials and ``train --from-tuning`` apply their hyperparameters).
+
+    Example:
+        >>> base = config_from_dict({"name": "t", "data": {"source": "folder", "root": "x"}})
+        >>> with_values(base, {"model.dropout": 0.4}).model.dropout
+        0.4
+    """
+    import copy
+
+    raw = copy.deepcopy(config_to_dict(cfg))
+    for path, value in values.items():
+        _check_config_path(path, path)
+        node = raw
+        *parents, leaf = path.split(".")
+        for part in parents:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        node[leaf] = value
+    return config_from_dict(raw)
+
+
 def config_to_dict(cfg: Any) -> dict:
     """A plain, YAML/JSON-serialisable dict of a config dataclass (tuples become lists)."""
 
@@ -568,6 +690,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own, precise error
+            return _coerce(options[0], value, where)
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:

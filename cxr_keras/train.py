@@ -396,9 +396,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--export", metavar="DIR", help="also copy the artifact there, e.g. models/<name>"
     )
+    tuned = parser.add_mutually_exclusive_group()
+    tuned.add_argument(
+        "--hparams", metavar="FILE", help="a best_hparams.json whose values override the config"
+    )
+    tuned.add_argument(
+        "--from-tuning",
+        metavar="RUN_DIR",
+        help="a tuning run (runs/<name>) whose best values override the config",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     cfg = config_from_args(args)
+    if args.hparams or args.from_tuning:
+        from cxr_keras.config import with_values
+        from cxr_keras.tune import load_best_hparams
+
+        values = load_best_hparams(args.hparams or args.from_tuning)
+        cfg = with_values(cfg, values)
+        log.info("hyperparameters from tuning: %s", values)
     artifact = train(cfg, overwrite=args.overwrite, export_to=args.export)
     metrics = artifact.meta["metrics"]["validation"]
     print(json.dumps({"artifact": str(artifact.path), "validation": metrics}, indent=2))

@@ -126,3 +126,16 @@ def test_dicom_window_width_must_be_positive():
         config_from_dict({**BASE, "image": {"dicom_window": [40, 0]}})
     cfg = config_from_dict({**BASE, "data": {**BASE["data"], "cache": "runs/cache"}})
     assert cfg.data.cache == "runs/cache"
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted((REPO / "tuner_configs").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_recipe_is_valid_and_names_existing_data(recipe):
+    cfg = load_config(recipe)
+    assert cfg.search is not None and cfg.search.space  # every recipe can be tuned
+    for value in (cfg.data.root, cfg.data.csv):
+        if value and not value.startswith("sample:") and not (REPO.parent / "shared").is_dir():
+            pytest.skip("the shared data packs are not here")
+        if value:
+            assert resolve_path(value if value.startswith("sample:") else REPO / value).exists()

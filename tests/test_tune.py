@@ -1,0 +1,187 @@
+"""Hyperparameter search: outputs, train --from-tuning, resuming, distributed workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+import yaml
+from conftest import tiny_config
+
+from cxr_keras.config import ConfigError, config_from_dict, config_to_dict
+from cxr_keras.tune import load_best_hparams, register_space, tune
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = {
+    "training.learning_rate": {"float": [0.001, 0.01], "sampling": "log"},
+    "model.dropout": {"float": [0.0, 0.4], "step": 0.1},
+    "model.dense_units": {"choice": [0, 16]},
+}
+
+
+def _search_config(name: str, trials: int, **search):
+    return tiny_config(
+        name,
+        training={"epochs": 2},
+        search={"max_trials": trials, "epochs": 1, "space": SPACE, **search},
+    )
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_search_writes_its_outputs_and_train_uses_the_best_trial(tmp_path):
+    cfg = _search_config("search", 2)
+    result = tune(cfg, run_dir=tmp_path / "search", progress=False)
+    rows = _rows(tmp_path / "search" / "tune" / "trials.csv")
+    assert len(rows) == 2 and all(r["status"] == "COMPLETED" for r in rows)
+    assert {"objective", "epochs", "duration_s", "peak_rss_mb", *SPACE} <= set(rows[0])
+    best_row = max(rows, key=lambda r: float(r["objective"]))
+    best = load_best_hparams(tmp_path / "search")
+    assert best == result["hyperparameters"] and set(best) == set(SPACE)
+    assert best["training.learning_rate"] == pytest.approx(
+        float(best_row["training.learning_rate"])
+    )
+    assert (tmp_path / "search" / "tune" / "objective.png").stat().st_size > 5000
+    checkpoints = sorted((tmp_path / "search" / "tune" / "search").rglob("checkpoint*"))
+    assert len(checkpoints) == 1 and f"trial_{best_row['trial_id']}" in str(checkpoints[0])
+    # train --from-tuning takes exactly those values
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cxr_keras.train",
+            "--config",
+            str(config),
+            "--from-tuning",
+            str(tmp_path / "search"),
+            "--set",
+            "training.epochs=1",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert train.returncode == 0, train.stderr
+    trained = json.loads((tmp_path / "runs" / "search" / "cxr_model.json").read_text())["config"]
+    assert trained["training"]["learning_rate"] == best["training.learning_rate"]
+    assert trained["model"]["dropout"] == best["model.dropout"]
+    assert trained["model"]["dense_units"] == best["model.dense_units"]
+
+
+def test_interrupted_search_resumes_without_repeating_trials(tmp_path):
+    cfg = _search_config("resume", 3)
+    config = tmp_path / "resume.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    log = tmp_path / "runs" / "resume" / "tune" / "trial_log.jsonl"
+    command = [sys.executable, "-m", "cxr_keras.tune", "--config", str(config)]
+    first = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and not (log.is_file() and log.read_text().strip()):
+            time.sleep(0.1)
+        os.killpg(first.pid, signal.SIGKILL)
+    finally:
+        first.wait(timeout=30)
+    finished_before = [json.loads(line)["trial_id"] for line in log.read_text().splitlines()]
+    assert 1 <= len(finished_before) < 3, "the kill came too late to test a resume"
+    again = subprocess.run(
+        command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400
+    )
+    assert again.returncode == 0, again.stderr
+    runs = [json.loads(line)["trial_id"] for line in log.read_text().splitlines()]
+    rows = _rows(tmp_path / "runs" / "resume" / "tune" / "trials.csv")
+    assert len(rows) == 3 and all(r["status"] == "COMPLETED" for r in rows)
+    for trial_id in finished_before:
+        assert runs.count(trial_id) == 1  # a finished trial is never run again
+
+
+def test_distributed_search_runs_trials_on_both_workers(tmp_path):
+    cfg = _search_config("distributed", 4)
+    config = tmp_path / "distributed.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    result = subprocess.run(
+        [sys.executable, "-m", "cxr_keras.tune", "--config", str(config), "--workers", "2"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=500,
+        start_new_session=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _rows(tmp_path / "runs" / "distributed" / "tune" / "trials.csv")
+    assert len(rows) == 4 and all(r["status"] == "COMPLETED" for r in rows)
+    assert {r["worker"] for r in rows} == {"tuner0", "tuner1"}  # both ran real trials
+    assert (
+        json.loads((tmp_path / "runs" / "distributed" / "best_hparams.json").read_text())["trials"]
+        == 4
+    )
+
+
+def test_space_registration_and_conditions():
+    space = {
+        "training.loss": {"choice": ["bce", "focal"]},
+        "training.focal_gamma": {"float": [1.0, 3.0], "when": {"training.loss": "focal"}},
+        "model.dense_units": {"int": [16, 64], "step": 16},
+        "augment.flip": {"boolean": True},
+    }
+    hp = kt.HyperParameters()
+    values = register_space(hp, space)
+    assert values["training.loss"] == "bce" and "training.focal_gamma" not in values
+    assert values["model.dense_units"] == 16 and values["augment.flip"] is False
+    hp.values.update({"training.loss": "focal", "training.focal_gamma": 2.5})  # as an oracle
+    assert register_space(hp, space)["training.focal_gamma"] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"model.dropuot": {"choice": [0.1]}}, "'model.dropuot' is not a setting"),
+        ({"model.dropout": {"float": [0.5, 0.1]}}, "[min, max] with min < max"),
+        ({"training.learning_rate": {"float": [0, 1], "sampling": "log"}}, "positive minimum"),
+        ({"model.dropout": {"range": [0, 1]}}, "give exactly one of"),
+        (
+            {"training.focal_gamma": {"float": [1, 2], "when": {"training.loss": "focal"}}},
+            "must be a range listed above",
+        ),
+        ({"name": {"choice": ["a"]}}, "name cannot be searched"),
+    ],
+)
+def test_bad_search_spaces_are_refused(space, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config_from_dict(
+            {"name": "t", "data": {"source": "folder", "root": "x"}, "search": {"space": space}}
+        )
+
+
+def test_a_changed_config_is_not_mixed_into_an_earlier_search(tmp_path):
+    cfg = _search_config("changed", 1)
+    tune(cfg, run_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="different config"):
+        tune(_search_config("changed", 2), run_dir=tmp_path, progress=False)
