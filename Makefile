@@ -30,7 +30,8 @@ install: $(STAMP)
 # redone: delete runs/demo to start afresh).
 demo: install
 	$(PY) -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
-	$(PY) -m cxr_keras.train --config tuner_configs/demo.yaml
+	$(PY) -m cxr_keras.tune --config tuner_configs/demo.yaml
+	$(PY) -m cxr_keras.train --config tuner_configs/demo.yaml --from-tuning runs/demo
 
 lint: install
 	$(PY) -m ruff check cxr_keras tests benchmarks tools

@@ -78,7 +78,7 @@ def _model(backbone: str, size: int, seed: int):
     built.model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=MaskedBinaryLoss(),
-        metrics=training_metrics(["PNEUMONIA"]),
+        weighted_metrics=training_metrics(["PNEUMONIA"]),
     )
     return built.model
 

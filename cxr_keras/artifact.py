@@ -105,19 +105,49 @@ def library_versions() -> dict[str, str]:
 def upgrade_meta(meta: dict) -> dict:
     """Fill fields that older schema versions lack, with their documented defaults:
     thresholds 0.5 per label under rule ``default`` (the decision rule), temperature 1.0,
-    no referral rule."""
+    no referral rule. Raises :class:`ArtifactError` for a description that cannot be used.
+    """
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"expected a JSON object, got {type(meta).__name__}")
     meta = dict(meta)
-    version = int(meta.get("schema_version", 0))
+    try:
+        version = int(meta.get("schema_version", 0))
+    except (TypeError, ValueError):
+        raise ArtifactError(
+            f"schema_version must be a number, got {meta.get('schema_version')!r}"
+        ) from None
     if version > SCHEMA_VERSION:
         raise ArtifactError(
             f"artifact schema {version} is newer than this cxr-keras "
             f"understands ({SCHEMA_VERSION}); upgrade cxr-keras"
         )
-    labels = meta.get("labels") or []
+    labels = meta.get("labels")
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(label, str) for label in labels)
+    ):
+        raise ArtifactError(f"labels must be a non-empty list of names, got {labels!r}")
+    if not isinstance(meta.get("image_spec"), dict):
+        raise ArtifactError(
+            "image_spec is missing: the artifact cannot say how images become model inputs"
+        )
     meta.setdefault("thresholds", {"default": {label: 0.5 for label in labels}})
     meta.setdefault("decision_rule", "default")
     meta.setdefault("temperature", 1.0)
     meta.setdefault("referral", None)
+    rule = (
+        meta["thresholds"].get(meta["decision_rule"])
+        if isinstance(meta["thresholds"], dict)
+        else None
+    )
+    if not isinstance(rule, dict) or any(label not in rule for label in labels):
+        raise ArtifactError(
+            f"the decision rule {meta['decision_rule']!r} needs a threshold "
+            f"for every label {labels}"
+        )
+    if not isinstance(meta["temperature"], (int, float)) or not meta["temperature"] > 0:
+        raise ArtifactError(f"temperature must be a number > 0, got {meta['temperature']!r}")
     meta["schema_version"] = SCHEMA_VERSION
     return meta
 
@@ -147,11 +177,26 @@ def write_meta(meta: dict, directory: str | os.PathLike) -> Path:
 
 
 def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Copy an artifact's two files into another directory (e.g. ``models/<name>``)."""
-    destination = Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
+    """Copy an artifact's two files into another directory (e.g. ``models/<name>``), as a
+    whole: into a temporary folder first, then swapped in, so a model never sits beside
+    another model's description."""
+    source, destination = Path(source).resolve(), Path(destination).resolve()
+    if source == destination:
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = destination.with_name(f".{destination.name}.incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     for name in (MODEL_FILE, META_FILE):
-        shutil.copy2(Path(source) / name, destination / name)
+        shutil.copy2(source / name, staging / name)
+    if destination.exists():
+        old = destination.with_name(f".{destination.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(destination, old)
+        os.replace(staging, destination)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, destination)
     return destination
 
 
@@ -174,5 +219,18 @@ def load_artifact(directory: str | os.PathLike, compile: bool = False) -> Artifa
         meta = upgrade_meta(json.loads(meta_path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{meta_path}: not valid JSON ({exc})") from None
-    model = keras.models.load_model(model_path, compile=compile, safe_mode=True)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{meta_path}: {exc}") from None
+    try:
+        model = keras.models.load_model(model_path, compile=compile, safe_mode=True)
+    except (OSError, ValueError, KeyError) as exc:  # truncated zip, unknown layer, ...
+        raise ArtifactError(
+            f"{model_path}: cannot load the model ({type(exc).__name__}: {exc})"
+        ) from None
+    outputs = model.output_shape[-1]
+    if outputs != len(meta["labels"]):
+        raise ArtifactError(
+            f"{directory}: the model has {outputs} outputs but "
+            f"{META_FILE} names {len(meta['labels'])} labels"
+        )
     return Artifact(model, meta, directory)

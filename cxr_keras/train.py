@@ -82,12 +82,6 @@ def _log_rows(work: Path) -> list[dict]:
     return [rows[epoch] for epoch in sorted(rows)]
 
 
-def _best_so_far(work: Path, monitor: str) -> float | None:
-    values = [float(r[monitor]) for r in _log_rows(work) if r.get(monitor) not in (None, "")]
-    values = [v for v in values if not math.isnan(v)]
-    return max(values) if values else None
-
-
 def _use_mixed_precision(setting: str) -> bool:
     import tensorflow as tf
 
@@ -134,42 +128,40 @@ def _check_run_dir(work: Path, cfg: Config) -> None:
         saved.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
 
-def _callbacks(cfg: Config, work: Path, phase_index: int):
+def _phase_history(work: Path, monitor: str, first_epoch: int) -> tuple[list, list]:
+    """The monitored values and learning rates logged since the phase began."""
+    rows = [r for r in _log_rows(work) if int(float(r["epoch"])) >= first_epoch]
+    values = [float(r[monitor]) for r in rows if r.get(monitor) not in (None, "")]
+    rates = [float(r["learning_rate"]) for r in rows if r.get("learning_rate") not in (None, "")]
+    return values, rates
+
+
+def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int):
     import keras
 
+    from cxr_keras.callbacks import (
+        BestCheckpoint,
+        LogLearningRate,
+        ResumableEarlyStopping,
+        ResumableReduceLROnPlateau,
+        monitor_mode,
+    )
+
     monitor = cfg.training.monitor
-
-    class LogLearningRate(keras.callbacks.Callback):
-        """Put the learning rate in the epoch logs before the CSV logger writes them."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                logs["learning_rate"] = float(
-                    keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-                )
-
-    # Order matters for a kill between two callbacks: the log row and the best weights are
-    # written before the backup, so a kill costs at most a repeated epoch, never a lost one.
+    mode = monitor_mode(monitor)
+    values, rates = _phase_history(work, monitor, first_epoch)
     callbacks = [
         LogLearningRate(),
         keras.callbacks.CSVLogger(str(work / "log.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(work / "best.weights.h5"),
-            monitor=monitor,
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=_best_so_far(work, monitor),
-        ),
-        keras.callbacks.BackupAndRestore(
-            str(work / f"backup_{phase_index}"), delete_checkpoint=False, double_checkpoint=True
-        ),
+        BestCheckpoint(work / "best.weights.h5", monitor, mode),
     ]
     if cfg.training.reduce_lr_patience > 0:
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
+            ResumableReduceLROnPlateau(
+                values,
+                rates,
                 monitor=monitor,
-                mode="max",
+                mode=mode,
                 factor=cfg.training.reduce_lr_factor,
                 patience=cfg.training.reduce_lr_patience,
                 min_lr=cfg.training.min_learning_rate,
@@ -177,13 +169,42 @@ def _callbacks(cfg: Config, work: Path, phase_index: int):
         )
     if cfg.training.early_stopping_patience > 0:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, mode="max", patience=cfg.training.early_stopping_patience
+            ResumableEarlyStopping(
+                values, monitor=monitor, mode=mode, patience=cfg.training.early_stopping_patience
             )
         )
     if cfg.training.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(work / "tensorboard"), write_graph=False))
+    # Last, so the backup holds what the callbacks above changed this epoch (a lowered
+    # learning rate); a kill before it costs a repeated epoch, never a lost one.
+    callbacks.append(
+        keras.callbacks.BackupAndRestore(
+            str(work / f"backup_{phase_index}"), delete_checkpoint=False, double_checkpoint=True
+        )
+    )
     return callbacks
+
+
+def _stopped_early(cfg: Config, work: Path, first_epoch: int) -> bool:
+    """True when the logged epochs of a phase already met its early-stopping rule (a run
+    killed between stopping and recording it must not train on)."""
+    from cxr_keras.callbacks import monitor_mode, plateau_state
+
+    patience = cfg.training.early_stopping_patience
+    if patience <= 0:
+        return False
+    values, _ = _phase_history(work, cfg.training.monitor, first_epoch)
+    return bool(values) and plateau_state(values, monitor_mode(cfg.training.monitor))[1] >= patience
+
+
+def _check_monitor(cfg: Config, labels: list[str]) -> None:
+    from cxr_keras.models.losses import metric_names
+
+    names = [f"val_{name}" for name in metric_names(labels)]
+    if cfg.training.monitor not in names:
+        raise ConfigError(
+            f"training.monitor: {cfg.training.monitor!r} is not logged; choose one of {names}"
+        )
 
 
 def _history(work: Path) -> list[dict]:
@@ -216,12 +237,19 @@ def train(
     import keras
     import tensorflow as tf
 
+    from cxr_keras.artifact import save_artifact
+    from cxr_keras.callbacks import BestCheckpoint, monitor_mode
     from cxr_keras.data import prepare_data, split_frame
     from cxr_keras.data.augment import build_label_mixing
-    from cxr_keras.data.manifest import save_manifest
+    from cxr_keras.data.manifest import read_manifest, save_manifest
     from cxr_keras.data.pipeline import make_dataset
     from cxr_keras.data.stats import dataset_summary
-    from cxr_keras.models.build import build_model, set_trainable, trainable_summary
+    from cxr_keras.models.build import (
+        build_model,
+        check_layer_name,
+        set_trainable,
+        trainable_summary,
+    )
     from cxr_keras.models.losses import MaskedBinaryLoss, training_metrics
 
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
@@ -246,8 +274,12 @@ def train(
     keras.utils.set_random_seed(cfg.seed)
     if cfg.training.deterministic:
         tf.config.experimental.enable_op_determinism()
-    manifest = prepare_data(cfg.data, cfg.image, seed=cfg.seed, progress=progress)
-    save_manifest(manifest, work / "manifest.csv")
+    if state["phases_done"] or state.get("phase_start"):
+        # resuming: the split the run started with, even if the folder changed since
+        manifest = read_manifest(work / "manifest.csv")
+    else:
+        manifest = prepare_data(cfg.data, cfg.image, seed=cfg.seed, progress=progress)
+        save_manifest(manifest, work / "manifest.csv")
     train_df, val_df = split_frame(manifest, "train"), split_frame(manifest, "val")
     if len(train_df) == 0 or len(val_df) == 0:
         raise ValueError(
@@ -255,7 +287,7 @@ def train(
             f"{len(val_df)} (set data.split.val, or give a val split folder)"
         )
     labels = list(manifest.attrs["labels"])
-    weights = _class_weight_table(cfg, train_df)
+    _check_monitor(cfg, labels)
     train_ds = make_dataset(
         train_df,
         cfg.image,
@@ -264,7 +296,6 @@ def train(
         seed=cfg.seed,
         cache=cfg.data.cache,
         shuffle_buffer=cfg.data.shuffle_buffer,
-        class_weights=weights,
         label_mixing=build_label_mixing(cfg.augment, seed=cfg.seed),
         repeat=True,
     )
@@ -288,10 +319,16 @@ def train(
             mixed_precision=mixed,
         )
     model = built.model
-    loss = MaskedBinaryLoss(
-        cfg.training.loss, cfg.training.focal_gamma, cfg.training.label_smoothing
-    )
     phases = _phases(cfg)
+    for phase in phases:  # a misspelt layer must fail now, not after hours of phase 1
+        check_layer_name(built, phase.freeze)
+    weights = _class_weight_table(cfg, train_df)
+    loss = MaskedBinaryLoss(
+        cfg.training.loss,
+        cfg.training.focal_gamma,
+        cfg.training.label_smoothing,
+        class_weights=None if weights is None else weights.tolist(),
+    )
     for index, phase in enumerate(phases):
         if phase.name in state["phases_done"]:
             model.load_weights(work / f"{phase.name}.weights.h5")
@@ -305,7 +342,7 @@ def train(
             model.compile(
                 optimizer=_optimizer(cfg, phase.learning_rate),
                 loss=loss,
-                metrics=training_metrics(labels),
+                weighted_metrics=training_metrics(labels),
             )
         log.info(
             "phase %s: %d epochs at learning rate %g, %s",
@@ -314,16 +351,18 @@ def train(
             phase.learning_rate,
             trainable_summary(model),
         )
-        first_epoch = state["epochs"]
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=first_epoch + phase.epochs,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=_callbacks(cfg, work, index),
-            verbose=1 if progress else 2,
-        )
+        first_epoch = state.setdefault("phase_start", {}).setdefault(phase.name, state["epochs"])
+        _write_state(work, state)
+        if not _stopped_early(cfg, work, first_epoch):
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=first_epoch + phase.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=_callbacks(cfg, work, index, first_epoch),
+                verbose=1 if progress else 2,
+            )
         model.save_weights(work / f"{phase.name}.weights.h5")
         # the next phase numbers its epochs on from here (early stopping may end one early;
         # the log has one row per finished epoch, whichever process ran it)
@@ -332,26 +371,39 @@ def train(
         _write_state(work, state)
         shutil.rmtree(work / f"backup_{index}", ignore_errors=True)
 
-    if (work / "best.weights.h5").is_file():
+    best = BestCheckpoint(
+        work / "best.weights.h5", cfg.training.monitor, monitor_mode(cfg.training.monitor)
+    ).record()
+    if best is not None:
         model.load_weights(work / "best.weights.h5")
     with strategy.scope():
-        model.compile(loss=loss, metrics=training_metrics(labels))
+        model.compile(loss=loss, weighted_metrics=training_metrics(labels))
     validation = {
         k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()
     }
+    # Export a clean float32 copy: no optimizer state, no float16 compute on a CPU.
+    exported = build_model(
+        cfg.model,
+        cfg.image,
+        labels,
+        cfg.augment,
+        cfg.preprocess,
+        seed=cfg.seed,
+        mixed_precision=False,
+    )
+    exported.model.set_weights(model.get_weights())
     history = _history(work)
-    best = max(history, key=lambda r: r.get(cfg.training.monitor) or -1.0) if history else {}
     meta = {
         "name": cfg.name,
         "labels": labels,
         "image_spec": config_to_dict(cfg.image),
         "preprocess": config_to_dict(cfg.preprocess),
         "model": {
-            "backbone": built.backbone,
+            "backbone": exported.backbone,
             "weights": cfg.model.weights,
             "pooling": cfg.model.pooling,
-            "feature_layer": built.feature_layer,
-            "mixed_precision": mixed,
+            "feature_layer": exported.feature_layer,
+            "trained_with_mixed_precision": mixed,
             **trainable_summary(model),
         },
         "thresholds": {"default": {label: 0.5 for label in labels}},
@@ -365,7 +417,8 @@ def train(
         },
         "training": {
             "epochs_run": len(history),
-            "best_epoch": int(best.get("epoch", -1)) + 1,
+            "best_epoch": best["epoch"] + 1 if best else None,
+            "monitor": cfg.training.monitor,
             "phases": [p.__dict__ for p in phases],
             "history": history,
             "wall_time_s": round(time.time() - started, 1),
@@ -373,9 +426,7 @@ def train(
         "metrics": {"validation": validation},
         "config": config_to_dict(cfg),
     }
-    from cxr_keras.artifact import save_artifact
-
-    save_artifact(model, meta, run_dir)
+    save_artifact(exported.model, meta, run_dir)
     state["finished"] = True
     _write_state(work, state)
     log.info(

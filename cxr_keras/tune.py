@@ -137,10 +137,11 @@ class _HyperModel:
     def build(self, hp):
         import keras
 
+        from cxr_keras.data import split_frame
         from cxr_keras.data.manifest import manifest_labels
         from cxr_keras.models.build import build_model
         from cxr_keras.models.losses import MaskedBinaryLoss, training_metrics
-        from cxr_keras.train import _optimizer, _use_mixed_precision
+        from cxr_keras.train import _class_weight_table, _optimizer, _use_mixed_precision
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.seed)
@@ -154,12 +155,16 @@ class _HyperModel:
             seed=cfg.seed,
             mixed_precision=_use_mixed_precision(cfg.training.mixed_precision),
         )
+        weights = _class_weight_table(cfg, split_frame(self.manifest, "train"))
         built.model.compile(
             optimizer=_optimizer(cfg, cfg.training.learning_rate),
             loss=MaskedBinaryLoss(
-                cfg.training.loss, cfg.training.focal_gamma, cfg.training.label_smoothing
+                cfg.training.loss,
+                cfg.training.focal_gamma,
+                cfg.training.label_smoothing,
+                class_weights=None if weights is None else weights.tolist(),
             ),
-            metrics=training_metrics(labels),
+            weighted_metrics=training_metrics(labels),
         )
         return built.model
 
@@ -167,15 +172,9 @@ class _HyperModel:
         from cxr_keras.data import split_frame
         from cxr_keras.data.augment import build_label_mixing
         from cxr_keras.data.pipeline import make_dataset
-        from cxr_keras.train import _class_weight_table
 
         key = json.dumps(
-            [
-                config_to_dict(cfg.image),
-                cfg.data.batch_size,
-                config_to_dict(cfg.augment),
-                cfg.training.class_weights,
-            ]
+            [config_to_dict(cfg.image), cfg.data.batch_size, config_to_dict(cfg.augment)]
         )
         if key not in self._datasets:
             train_df = split_frame(self.manifest, "train")
@@ -188,7 +187,6 @@ class _HyperModel:
                 seed=cfg.seed,
                 cache=cfg.data.cache,
                 shuffle_buffer=cfg.data.shuffle_buffer,
-                class_weights=_class_weight_table(cfg, train_df),
                 label_mixing=build_label_mixing(cfg.augment, seed=cfg.seed),
                 repeat=True,
             )
@@ -272,7 +270,8 @@ def _isolated_trial(tuner, trial, cfg: Config, directory: Path, kwargs: dict) ->
             "config": config_to_dict(cfg),
             "values": {k: v for k, v in values.items() if k in cfg.search.space},
             "manifest": str(directory / "manifest.csv"),
-            "cache": str(directory / "cache"),
+            # each worker of a distributed search has its own cache: caches have one writer
+            "cache": str(directory / "cache" / os.environ.get("KERASTUNER_TUNER_ID", "local")),
             "checkpoint": tuner._get_checkpoint_fname(trial.trial_id),
             "parent_checkpoint": tuner._get_checkpoint_fname(parent) if parent else None,
             "epochs": kwargs.get("epochs", values.get("tuner/epochs", cfg.search.epochs)),

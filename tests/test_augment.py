@@ -74,3 +74,12 @@ def test_histogram_equalization_matches_a_hand_computation():
     np.testing.assert_allclose(out, [0.0, 0.0, 0.75, 0.75, 0.75, 1.0])
     constant = np.full((1, 4, 4, 1), 0.3, np.float32)
     np.testing.assert_array_equal(np.asarray(HistogramEqualization()(constant)), 0.0)
+
+
+def test_each_random_layer_draws_its_own_numbers():
+    aug = build_augmentation(AugmentConfig(rotation=20, zoom=0.2), seed=3)
+    rotation, zoom = aug.layers
+    x = np.zeros((64, 16, 16, 1), np.float32)
+    angles = np.asarray(rotation.get_random_transformation(x, training=True)["angle"])
+    zooms = np.asarray(zoom.get_random_transformation(x, training=True)["height_zoom"])
+    assert abs(np.corrcoef(angles.ravel(), zooms.ravel())[0, 1]) < 0.5

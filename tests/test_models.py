@@ -152,3 +152,35 @@ def test_mixed_precision_keeps_logits_float32(real_batch):
     assert built.model.get_layer("last_conv").compute_dtype == "float16"
     assert built.model(x).dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"  # nothing leaks out
+
+
+def test_a_local_weights_file_builds_the_network_imagenet_weights_build(monkeypatch, tmp_path):
+    """EfficientNet adds a rescaling layer only for ImageNet weights: a local copy of those
+    weights must give the same network."""
+    reference = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(64, 64, 3)
+    )
+    reference.save_weights(tmp_path / "efficientnetb0_notop.weights.h5")
+    from_file = build_model(
+        ModelConfig(
+            backbone="efficientnetb0", weights=str(tmp_path / "efficientnetb0_notop.weights.h5")
+        ),
+        ImageSpec(size=64),
+        ["A"],
+    ).model
+
+    def downloaded(*args, **kwargs):  # the "imagenet" route, served from the same file
+        return str(tmp_path / "efficientnetb0_notop.weights.h5")
+
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", downloaded)
+    from_imagenet = build_model(
+        ModelConfig(backbone="efficientnetb0", weights="imagenet"), ImageSpec(size=64), ["A"]
+    ).model
+
+    def rescalings(model):
+        return sum(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)
+
+    assert rescalings(from_file) == rescalings(from_imagenet) == 2
+    x = np.random.default_rng(0).random((2, 64, 64, 1)).astype("float32")
+    from_imagenet.get_layer("logits").set_weights(from_file.get_layer("logits").get_weights())
+    np.testing.assert_allclose(from_file(x), from_imagenet(x), atol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,6 @@ from cxr_keras.data.io import load_image
 from cxr_keras.data.manifest import new_manifest
 from cxr_keras.data.pipeline import label_arrays, make_dataset
 from cxr_keras.data.sources import csv_source, folder_source
-from cxr_keras.data.stats import class_weight_table
 from cxr_keras.sample_data import sample_path
 
 SPEC = ImageSpec(size=48)
@@ -32,7 +33,7 @@ def test_batches_match_load_image_and_labels(kermany):
     assert (w.numpy() == 1.0).all()
 
 
-def test_ignored_labels_get_zero_weight_and_class_weights_fold_in():
+def test_ignored_labels_are_masked():
     nan = float("nan")
     df = new_manifest(
         [
@@ -42,11 +43,9 @@ def test_ignored_labels_get_zero_weight_and_class_weights_fold_in():
         ],
         labels=["A", "B"],
     )
-    y, w = label_arrays(df)
+    y, mask = label_arrays(df)
     assert y.tolist() == [[1, 0], [0, 1], [0, 0]]
-    assert w.tolist() == [[1, 0], [1, 1], [1, 1]]
-    _, weighted = label_arrays(df, class_weights=class_weight_table(df))
-    np.testing.assert_allclose(weighted, [[1.5, 0.0], [0.75, 1.0], [0.75, 1.0]])
+    assert mask.tolist() == [[1, 0], [1, 1], [1, 1]]
 
 
 def test_training_shuffle_is_seeded_and_reshuffles_each_epoch(kermany):
@@ -92,14 +91,14 @@ def test_file_cache_is_written_and_reused(kermany, tmp_path):
     np.testing.assert_array_equal(first, again)
 
 
-def test_mixup_mixes_labels_and_weights_and_keeps_ignored_entries_ignored():
+def test_mixup_mixes_labels_and_keeps_ignored_entries_ignored():
     import tensorflow as tf
 
     mix = build_label_mixing(AugmentConfig(mixup_alpha=0.4), seed=0)
     n = 6
     x = tf.reshape(tf.eye(n * 4)[:n], (n, 4, n, 1))  # image i: a single 1 at pixel i
     y = tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    w = tf.constant([[1.0, 0.0], [2.0, 1.0], [1.0, 1.0], [2.0, 1.0], [1.0, 3.0], [2.0, 1.0]])
+    w = tf.constant([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
     xm, ym, wm = (t.numpy() for t in mix(x, y, w))
     y, w = y.numpy(), w.numpy()
     mixed = 0
@@ -112,8 +111,7 @@ def test_mixup_mixes_labels_and_weights_and_keeps_ignored_entries_ignored():
         mixed += partner != i and 0.02 < lam < 0.98
         np.testing.assert_allclose(ym[i], lam * y[i] + (1 - lam) * y[partner], atol=1e-5)
         both = (w[i] > 0) & (w[partner] > 0)
-        expected = np.where(both, lam * w[i] + (1 - lam) * w[partner], 0.0)
-        np.testing.assert_allclose(wm[i], expected, atol=1e-5)
+        np.testing.assert_array_equal(wm[i], np.where(both, 1.0, 0.0))
     assert mixed >= 2  # the batch was really mixed
     assert wm[0, 1] == 0.0  # image 0 ignores label B, whatever it was mixed with
 
@@ -164,11 +162,56 @@ def test_file_cache_never_serves_stale_labels(kermany, tmp_path):
     relabelled = part.copy()
     relabelled["PNEUMONIA"] = 1.0 - relabelled["PNEUMONIA"]
     relabelled.loc[relabelled.index[0], "PNEUMONIA"] = float("nan")
-    table = np.array([[1.0, 5.0]], np.float32)
-    ((x, y, w),) = list(
-        make_dataset(relabelled, SPEC, batch_size=6, cache=str(tmp_path), class_weights=table)
-    )
+    ((x, y, w),) = list(make_dataset(relabelled, SPEC, batch_size=6, cache=str(tmp_path)))
     np.testing.assert_array_equal(x.numpy(), first[0].numpy())  # the cached images
     expected_y = np.nan_to_num(relabelled["PNEUMONIA"].to_numpy())
     np.testing.assert_array_equal(y.numpy()[:, 0], expected_y)
-    assert w.numpy()[0, 0] == 0.0 and set(w.numpy()[1:, 0]) <= {1.0, 5.0}
+    assert w.numpy()[0, 0] == 0.0 and set(w.numpy()[1:, 0]) == {1.0}
+
+
+def test_a_file_cache_left_locked_by_a_killed_run_is_recovered(kermany, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    part = kermany.iloc[:8].copy()
+    part.attrs = dict(kermany.attrs)
+    part.to_csv(tmp_path / "part.csv", index=False)
+    script = (
+        "import os, signal, sys, pandas as pd\n"
+        "from cxr_keras.config import ImageSpec\n"
+        "from cxr_keras.data.manifest import new_manifest\n"
+        "from cxr_keras.data.pipeline import make_dataset\n"
+        "df = new_manifest(pd.read_csv(sys.argv[1]), ['PNEUMONIA'])\n"
+        "it = iter(make_dataset(df, ImageSpec(size=48), batch_size=2, cache=sys.argv[2]))\n"
+        "next(it)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)  # killed while writing the cache\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "part.csv"), str(tmp_path / "cache")],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        timeout=120,
+    )
+    assert list((tmp_path / "cache").glob("*.lockfile"))  # the stale lock is there
+    images = [
+        x for x, _, _ in make_dataset(part, SPEC, batch_size=8, cache=str(tmp_path / "cache"))
+    ]
+    assert sum(int(x.shape[0]) for x in images) == 8
+    assert list((tmp_path / "cache").glob("*.index"))  # and the cache is now complete
+
+
+def test_a_cache_another_live_process_writes_is_not_touched(kermany, tmp_path):
+    import os
+
+    part = kermany.iloc[:4].copy()
+    part.attrs = dict(kermany.attrs)
+    make_dataset(part, SPEC, cache=str(tmp_path))  # creates the owner file for its prefix
+    (owner,) = tmp_path.glob("*.owner")
+    prefix = str(owner)[: -len(".owner")]
+    owner.write_text(str(os.getppid()))  # a live process claims it
+    lock = Path(f"{prefix}_0.lockfile")
+    lock.write_text("Created at: 0")
+    batches = list(make_dataset(part, SPEC, batch_size=4, cache=str(tmp_path)))
+    assert sum(int(x.shape[0]) for x, _, _ in batches) == 4  # cached in memory instead
+    assert lock.is_file()

@@ -179,3 +179,27 @@ def test_same_seed_with_op_determinism_gives_the_same_model(tmp_path):
         outputs.append(json.loads((tmp_path / "runs" / run / "cxr_model.json").read_text()))
     first, second = (o["training"]["history"] for o in outputs)
     assert first == second  # every logged loss and metric, to the last digit
+
+
+def test_a_loss_monitor_exports_the_lowest_loss_epoch(tmp_path):
+    cfg = tiny_config(
+        "lossmonitor", training={"epochs": 3, "monitor": "val_loss", "early_stopping_patience": 0}
+    )
+    artifact = train(cfg, run_dir=tmp_path / "run", progress=False)
+    losses = [row["val_loss"] for row in artifact.meta["training"]["history"]]
+    assert artifact.meta["training"]["best_epoch"] == int(np.argmin(losses)) + 1
+    # the exported weights are that epoch's: its validation loss is reproduced
+    assert artifact.meta["metrics"]["validation"]["loss"] == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_settings_that_would_fail_late_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="is not logged; choose one of"):
+        train(
+            tiny_config("m1", training={"monitor": "val_acc"}),
+            run_dir=tmp_path / "a",
+            progress=False,
+        )
+    cfg = tiny_config("m2", training={"fine_tune": {"epochs": 1, "unfreeze_from": "block2_cnv1"}})
+    with pytest.raises(ConfigError, match="did you mean"):
+        train(cfg, run_dir=tmp_path / "b", progress=False)
+    assert not (tmp_path / "b" / "train" / "log.csv").exists()  # no epoch was spent

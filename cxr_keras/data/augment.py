@@ -9,8 +9,8 @@ layers.
   equalisation (:class:`cxr_keras.layers.HistogramEqualization`), also inside the model,
   so training and prediction apply it identically.
 - :func:`build_label_mixing`: MixUp / CutMix, which must see the labels, so they run on
-  batches in tf.data; sample weights (label masks and class weights) are mixed with the
-  labels, and an entry ignored in either mixed image stays ignored.
+  batches in tf.data; the label masks are mixed with the labels, and an entry ignored in
+  either mixed image stays ignored.
 
 All layers take images in [0, 1] (value_range=(0, 1)).
 
@@ -33,38 +33,39 @@ _VALUE_RANGE = (0.0, 1.0)
 
 
 def build_augmentation(cfg: AugmentConfig, seed: int | None = None):
-    """A ``keras.Sequential`` of the configured random layers, or None when none is on."""
+    """A ``keras.Sequential`` of the configured random layers, or None when none is on.
+
+    Each layer gets its own seed (``seed + i``): one shared seed would draw the same
+    random numbers in every layer, e.g. always zooming in when rotating clockwise.
+    """
     import keras
 
-    layers = []
-    if cfg.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if cfg.rotation:
-        layers.append(
-            keras.layers.RandomRotation(
-                cfg.rotation / 360.0, fill_mode=cfg.fill_mode, fill_value=0.0, seed=seed
-            )
-        )
-    if cfg.zoom:
-        layers.append(
-            keras.layers.RandomZoom(
-                (-cfg.zoom, cfg.zoom), fill_mode=cfg.fill_mode, fill_value=0.0, seed=seed
-            )
-        )
-    if cfg.translation:
-        layers.append(
-            keras.layers.RandomTranslation(
-                cfg.translation, cfg.translation, fill_mode=cfg.fill_mode, fill_value=0.0, seed=seed
-            )
-        )
-    if cfg.brightness:
-        layers.append(
-            keras.layers.RandomBrightness(cfg.brightness, value_range=_VALUE_RANGE, seed=seed)
-        )
-    if cfg.contrast:
-        layers.append(
-            keras.layers.RandomContrast(cfg.contrast, value_range=_VALUE_RANGE, seed=seed)
-        )
+    def seed_of(i: int) -> int | None:
+        return None if seed is None else seed + i
+
+    fill = {"fill_mode": cfg.fill_mode, "fill_value": 0.0}
+    makers = [
+        (cfg.flip, lambda s: keras.layers.RandomFlip("horizontal", seed=s)),
+        (cfg.rotation, lambda s: keras.layers.RandomRotation(cfg.rotation / 360.0, seed=s, **fill)),
+        (cfg.zoom, lambda s: keras.layers.RandomZoom((-cfg.zoom, cfg.zoom), seed=s, **fill)),
+        (
+            cfg.translation,
+            lambda s: keras.layers.RandomTranslation(
+                cfg.translation, cfg.translation, seed=s, **fill
+            ),
+        ),
+        (
+            cfg.brightness,
+            lambda s: keras.layers.RandomBrightness(
+                cfg.brightness, value_range=_VALUE_RANGE, seed=s
+            ),
+        ),
+        (
+            cfg.contrast,
+            lambda s: keras.layers.RandomContrast(cfg.contrast, value_range=_VALUE_RANGE, seed=s),
+        ),
+    ]
+    layers = [make(seed_of(i)) for i, (on, make) in enumerate(makers) if on]
     if not layers:
         return None
     return keras.Sequential(layers, name="augmentation")
@@ -89,11 +90,12 @@ def build_contrast_preprocessing(cfg: PreprocessConfig):
 
 
 def build_label_mixing(cfg: AugmentConfig, seed: int | None = None) -> Callable | None:
-    """A tf.data batch function ``(x, y, w) -> (x, y, w)`` doing MixUp or CutMix, or None.
+    """A tf.data batch function ``(x, y, mask) -> (x, y, mask)`` doing MixUp or CutMix, or
+    None.
 
     With both enabled, each batch uses one of them at random (probability 1/2 each).
-    Labels and per-label weights are mixed with the same coefficients; a label ignored
-    (weight 0) in either image of a pair gets weight 0 in the mixed image.
+    Labels and per-label masks are mixed with the same coefficients; a label ignored
+    (mask 0) in either image of a pair is ignored in the mixed image.
     """
     import keras
     import tensorflow as tf
@@ -102,7 +104,9 @@ def build_label_mixing(cfg: AugmentConfig, seed: int | None = None) -> Callable 
     if cfg.mixup_alpha > 0:
         mixers.append(keras.layers.MixUp(alpha=cfg.mixup_alpha, seed=seed))
     if cfg.cutmix_alpha > 0:
-        mixers.append(keras.layers.CutMix(factor=cfg.cutmix_alpha, seed=seed))
+        mixers.append(
+            keras.layers.CutMix(factor=cfg.cutmix_alpha, seed=None if seed is None else seed + 1)
+        )
     if not mixers:
         return None
 
@@ -110,10 +114,9 @@ def build_label_mixing(cfg: AugmentConfig, seed: int | None = None) -> Callable 
         out = mixer({"images": x, "labels": packed}, training=True)
         return out["images"], out["labels"]
 
-    def mix(x, y, w):
+    def mix(x, y, mask):
         n = tf.shape(y)[-1]
-        observed = tf.cast(w > 0, tf.float32)
-        packed = tf.concat([y, w, observed], axis=-1)
+        packed = tf.concat([y, tf.cast(mask > 0, tf.float32)], axis=-1)
         if len(mixers) == 1:
             x, packed = apply(mixers[0], x, packed)
         else:
@@ -122,8 +125,8 @@ def build_label_mixing(cfg: AugmentConfig, seed: int | None = None) -> Callable 
                 lambda: apply(mixers[0], x, packed),
                 lambda: apply(mixers[1], x, packed),
             )
-        y_mixed, w_mixed, observed = packed[:, :n], packed[:, n : 2 * n], packed[:, 2 * n :]
-        w_mixed = tf.where(observed > 1.0 - 1e-6, w_mixed, tf.zeros_like(w_mixed))
-        return tf.cast(x, tf.float32), y_mixed, w_mixed
+        # a mixed mask below 1 means one of the two images did not observe the label
+        observed = tf.cast(packed[:, n:] > 1.0 - 1e-6, tf.float32)
+        return tf.cast(x, tf.float32), packed[:, :n], observed
 
     return mix

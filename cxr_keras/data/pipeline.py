@@ -1,10 +1,11 @@
 """tf.data pipelines from a manifest: decode in parallel, resize, cache, shuffle, batch.
 
-Each element is ``(image, labels, weights)``: image float32 (H, W, 1) in [0, 1] made by the
+Each element is ``(image, labels, mask)``: image float32 (H, W, 1) in [0, 1] made by the
 same ops as :func:`cxr_keras.data.io.load_image`; labels float32 (n_labels,) with ignored
-entries set to 0; weights float32 (n_labels,) = 0 for ignored entries, else the class
-weight of the entry (1 without class weights). Keras takes the weights as per-label
-``sample_weight``, so ignored labels drop out of the loss and the metrics.
+entries set to 0; mask float32 (n_labels,), 0 for ignored entries and 1 otherwise. Keras
+takes the mask as per-label ``sample_weight``, so ignored labels drop out of the loss and
+of the metrics compiled as ``weighted_metrics`` (class weights belong to the loss, see
+:class:`cxr_keras.models.losses.MaskedBinaryLoss`).
 
 Order of operations: shuffle the (cheap) file list when nothing is cached, decode
 (PNG/JPEG with ``tf.io``; DICOM through pydicom) and resize in parallel, cache the decoded
@@ -51,9 +52,9 @@ log = logging.getLogger(__name__)
 
 
 def label_arrays(
-    manifest: pd.DataFrame, labels: list[str] | None = None, class_weights: np.ndarray | None = None
+    manifest: pd.DataFrame, labels: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, weights) arrays of shape (n, n_labels) as the pipeline yields them.
+    """(labels, mask) arrays of shape (n, n_labels) as the pipeline yields them.
 
     Example:
         >>> df = pd.DataFrame({"path": ["a", "b"], "A": [1.0, float("nan")]})
@@ -64,14 +65,7 @@ def label_arrays(
     labels = labels or manifest_labels(manifest)
     raw = manifest[labels].to_numpy(dtype=np.float32)
     observed = ~np.isnan(raw)
-    y = np.where(observed, raw, 0.0).astype(np.float32)
-    w = observed.astype(np.float32)
-    if class_weights is not None:
-        table = np.asarray(class_weights, dtype=np.float32)
-        if table.shape != (len(labels), 2):
-            raise ValueError(f"class_weights must have shape ({len(labels)}, 2), got {table.shape}")
-        w *= np.where(y > 0.5, table[:, 1], table[:, 0])
-    return y, w
+    return np.where(observed, raw, 0.0).astype(np.float32), observed.astype(np.float32)
 
 
 def _sources_and_loader(paths, spec: ImageSpec, formats=None, steps=None):
@@ -139,7 +133,47 @@ def _cache(ds, cache: str | None, manifest: pd.DataFrame, spec: ImageSpec):
     key = hashlib.sha1(
         json.dumps([stamps, config_to_dict(spec), __version__], sort_keys=True).encode()
     ).hexdigest()[:16]
-    return ds.cache(str(folder / f"images-{key}"))
+    prefix = folder / f"images-{key}"
+    if not _claim_file_cache(prefix):
+        return ds.cache()
+    return ds.cache(str(prefix))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim_file_cache(prefix: Path) -> bool:
+    """Prepare a tf.data file cache for writing, or say it cannot be used now.
+
+    A process killed while writing a cache leaves a lockfile that makes every later run
+    fail ("concurrent caching iterator"); each writer records its pid beside the cache,
+    so a lockfile whose writer is gone is removed, while one whose writer still runs (two
+    runs sharing a cache folder) makes this run cache in memory instead.
+    """
+    if Path(f"{prefix}.index").is_file():
+        return True  # complete: read without locking
+    owner = Path(f"{prefix}.owner")
+    locks = list(prefix.parent.glob(f"{prefix.name}_*.lockfile"))
+    if locks:
+        try:
+            pid = int(owner.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            log.warning("%s is being written by process %d: caching in memory instead", prefix, pid)
+            return False
+        log.warning("removing the stale lock of an interrupted cache: %s", prefix)
+        for leftover in [*locks, *prefix.parent.glob(f"{prefix.name}_*.tempstate*")]:
+            leftover.unlink(missing_ok=True)
+    owner.write_text(str(os.getpid()))
+    return True
 
 
 def make_dataset(
@@ -152,12 +186,11 @@ def make_dataset(
     seed: int | None = None,
     cache: str | None = "memory",
     shuffle_buffer: int | None = None,
-    class_weights: np.ndarray | None = None,
     label_mixing=None,
     drop_remainder: bool = False,
     repeat: bool = False,
 ):
-    """A batched ``tf.data.Dataset`` of ``(image, labels, weights)`` for a manifest.
+    """A batched ``tf.data.Dataset`` of ``(image, labels, mask)`` for a manifest.
 
     Args:
         manifest: rows to read (e.g. one split); a ``format`` column (from
@@ -169,8 +202,6 @@ def make_dataset(
         seed: seeds the shuffles, so a run is reproducible.
         cache: ``memory``, ``none``, or a directory for a file cache (kept between runs).
         shuffle_buffer: default the whole manifest (a full shuffle).
-        class_weights: (n_labels, 2) table from
-            :func:`~cxr_keras.data.stats.class_weight_table`, folded into the weights.
         label_mixing: a batch function from
             :func:`~cxr_keras.data.augment.build_label_mixing` (training only).
         drop_remainder: drop a last, smaller batch.
@@ -183,7 +214,7 @@ def make_dataset(
     labels = labels or manifest_labels(manifest)
     if len(manifest) == 0:
         raise ValueError("the manifest is empty: no images to build a dataset from")
-    y, w = label_arrays(manifest, labels, class_weights)
+    y, w = label_arrays(manifest, labels)
     formats = manifest["format"] if "format" in manifest.columns else None
     sources, load = _sources_and_loader(
         manifest["path"], spec, formats, _resize_steps(manifest, spec)

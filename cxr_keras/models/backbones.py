@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -149,9 +150,13 @@ def build_backbone(
     else:
         kwargs = {"include_preprocessing": True} if name.startswith("mobilenetv3") else {}
         try:
-            model = spec.constructor()(
-                include_top=False, weights=weights_arg, input_tensor=inputs, **kwargs
-            )
+            with _weights_from_file(weights_arg):
+                model = spec.constructor()(
+                    include_top=False,
+                    weights="imagenet" if weights_arg not in (None, "imagenet") else weights_arg,
+                    input_tensor=inputs,
+                    **kwargs,
+                )
         except Exception as exc:  # Keras raises a bare Exception on a failed download
             if weights_arg == "imagenet" and "fetch failure" in str(exc):
                 url = re.search(r"https?://\S+?\.h5", str(exc))
@@ -170,6 +175,24 @@ def build_backbone(
     names = [layer.name for layer in model.layers if id(layer) not in before]
     producer = model.output._keras_history.operation
     return BuiltBackbone(model.output, producer.name, names)
+
+
+@contextlib.contextmanager
+def _weights_from_file(path: str | None):
+    """Build a ``keras.applications`` model exactly as for ``weights="imagenet"`` (some,
+    like EfficientNet, add layers only then), reading the weights from a local file
+    instead of downloading them."""
+    if path in (None, "imagenet"):
+        yield
+        return
+    from keras.src.utils import file_utils
+
+    original = file_utils.get_file
+    file_utils.get_file = lambda *args, **kwargs: path
+    try:
+        yield
+    finally:
+        file_utils.get_file = original
 
 
 def _graph_layers(tensor) -> list:

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from cxr_keras.config import (
@@ -27,7 +28,7 @@ from cxr_keras.config import (
     PreprocessConfig,
 )
 
-__all__ = ["BuiltModel", "build_model", "set_trainable", "trainable_summary"]
+__all__ = ["BuiltModel", "build_model", "check_layer_name", "set_trainable", "trainable_summary"]
 
 
 @dataclass
@@ -111,23 +112,7 @@ def set_trainable(built: BuiltModel, freeze: str, freeze_batchnorm: bool = False
 
     model = built.model
     names = built.backbone_layers
-    if freeze in ("none", "all", ""):
-        first = 0
-    elif freeze == "backbone":
-        first = len(names)
-    elif freeze in names:
-        first = names.index(freeze)
-    else:
-        near = difflib.get_close_matches(freeze, names, n=3)
-        raise ConfigError(
-            f"model.freeze / fine_tune.unfreeze_from: {freeze!r} is not a layer of "
-            f"{built.backbone}"
-            + (
-                f"; did you mean {near}?"
-                if near
-                else f"; its layers run {names[0]} ... {names[-1]}"
-            )
-        )
+    first = check_layer_name(built, freeze)
     training = set(names[first:])
     backbone = set(names)
     for layer in model.layers:
@@ -139,6 +124,24 @@ def set_trainable(built: BuiltModel, freeze: str, freeze_batchnorm: bool = False
             layer.trainable = False
 
 
+def check_layer_name(built: BuiltModel, freeze: str) -> int:
+    """The index of the first training backbone layer for a freeze setting; raises
+    :class:`ConfigError`, with the nearest names, for a layer the backbone does not have."""
+    names = built.backbone_layers
+    if freeze in ("none", "all", ""):
+        return 0
+    if freeze == "backbone":
+        return len(names)
+    if freeze in names:
+        return names.index(freeze)
+    near = difflib.get_close_matches(freeze, names, n=3)
+    hint = f"; did you mean {near}?" if near else f"; its layers run {names[0]} ... {names[-1]}"
+    raise ConfigError(
+        f"model.freeze / fine_tune.unfreeze_from: {freeze!r} is not a layer of "
+        f"{built.backbone}{hint}"
+    )
+
+
 def trainable_summary(model) -> dict[str, int]:
     """Counts of layers with and without trainable weights, and of trainable parameters."""
     with_weights = [layer for layer in model.layers if layer.weights]
@@ -147,5 +150,5 @@ def trainable_summary(model) -> dict[str, int]:
         "layers_with_weights": len(with_weights),
         "trainable_layers": len(trainable),
         "frozen_layers": len(with_weights) - len(trainable),
-        "trainable_params": int(sum(int(w.numpy().size) for w in model.trainable_weights)),
+        "trainable_params": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
     }
