@@ -313,6 +313,9 @@ class ModelConfig:
         freeze_batchnorm: keep the BatchNormalization layers of a pretrained backbone in
             inference mode even where the backbone trains (the usual fine-tuning advice).
         filters: channels of the custom CNN's blocks.
+        normalization: the custom CNN's normalization: ``batch`` (BatchNorm after every
+            conv) or ``none`` (convs with biases; training and inference compute the same
+            network, for very small data or batch sizes where batch statistics are noise).
     """
 
     backbone: Literal[BACKBONES] = "custom_cnn"
@@ -325,6 +328,7 @@ class ModelConfig:
     freeze: str = "none"
     freeze_batchnorm: bool = True
     filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    normalization: Literal["batch", "none"] = "batch"
 
     def __post_init__(self) -> None:
         if not 0 <= self.dropout < 1:

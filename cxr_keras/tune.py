@@ -617,6 +617,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _wait_for_port(port: int, chief: subprocess.Popen, limit_s: float = 300.0) -> None:
+    """Block until the chief oracle listens: workers started earlier would spend their
+    start-up racing a server that is still importing TensorFlow."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if chief.poll() is not None:
+            raise RuntimeError(f"distributed tuning: the chief exited with {chief.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"distributed tuning: the chief did not listen on port {port}")
+
+
 def tune_distributed(
     args_for_children: list[str],
     cfg: Config,
@@ -638,14 +652,15 @@ def tune_distributed(
     chief = subprocess.Popen(
         command, env={**env, "KERASTUNER_TUNER_ID": "chief"}, start_new_session=True
     )
-    time.sleep(2.0)  # let the chief bind its port before the workers call it
-    children = [
-        subprocess.Popen(
-            command, env={**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}, start_new_session=True
-        )
-        for i in range(workers)
-    ]
+    children: list[subprocess.Popen] = []
     try:
+        _wait_for_port(port, chief)
+        children = [
+            subprocess.Popen(
+                command, env={**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}, start_new_session=True
+            )
+            for i in range(workers)
+        ]
         codes = [child.wait(timeout=timeout) for child in children]
     finally:
         for process in [*children, chief]:

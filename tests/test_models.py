@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_keras.config import BACKBONES, ConfigError, ImageSpec, ModelConfig
+from cxr_keras.config import BACKBONES, ConfigError, ImageSpec, ModelConfig, section_from_dict
 from cxr_keras.data.io import load_image
 from cxr_keras.layers import BackboneInput, LogSumExpPooling
 from cxr_keras.models.backbones import WeightsUnavailableError
@@ -82,6 +82,19 @@ def test_frozen_batchnorm_runs_in_inference_mode(real_batch):
     model = built.model
     # frozen BN layers use their moving statistics even when called in training mode
     np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-5)
+
+
+def test_custom_cnn_without_normalization(real_batch):
+    x, _ = real_batch
+    cfg = ModelConfig(filters=[4, 8], dropout=0.0, normalization="none")
+    built = build_model(cfg, ImageSpec(size=80), ["A"])
+    layers = built.model.layers
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers)
+    assert built.model.get_layer("last_conv").use_bias and built.feature_layer == "last_conv_relu"
+    # without BatchNorm, training and inference mode compute the same network
+    np.testing.assert_allclose(built.model(x, training=True), built.model(x, training=False))
+    with pytest.raises(ConfigError, match="normalization"):
+        section_from_dict(ModelConfig, {"normalization": "group"}, "model")
 
 
 @pytest.mark.parametrize(

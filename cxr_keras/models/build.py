@@ -77,7 +77,9 @@ def build_model(
         if contrast is not None:
             x = contrast(x)
         x = BackboneInput(spec_entry.channels, spec_entry.scaling, name="backbone_input")(x)
-        backbone = build_backbone(model_cfg.backbone, x, model_cfg.weights, model_cfg.filters)
+        backbone = build_backbone(
+            model_cfg.backbone, x, model_cfg.weights, model_cfg.filters, model_cfg.normalization
+        )
         logits = build_head(
             backbone.features,
             len(labels),
