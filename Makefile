@@ -32,6 +32,7 @@ demo: install
 	$(PY) -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
 	$(PY) -m cxr_keras.tune --config tuner_configs/demo.yaml
 	$(PY) -m cxr_keras.train --config tuner_configs/demo.yaml --from-tuning runs/demo
+	$(PY) -m cxr_keras.evaluate --model runs/demo --calibrate
 
 lint: install
 	$(PY) -m ruff check cxr_keras tests benchmarks tools

@@ -66,8 +66,12 @@ class Artifact:
         return section_from_dict(ImageSpec, self.meta["image_spec"], "image_spec")
 
     @property
-    def temperature(self) -> float:
-        return float(self.meta["temperature"])
+    def temperatures(self) -> list[float]:
+        """Per-label temperatures (logits are divided by them before the sigmoid)."""
+        stored = self.meta["temperature"]
+        if isinstance(stored, dict):
+            return [float(stored[label]) for label in self.labels]
+        return [float(stored)] * len(self.labels)
 
     @property
     def decision_rule(self) -> str:
@@ -104,8 +108,9 @@ def library_versions() -> dict[str, str]:
 
 def upgrade_meta(meta: dict) -> dict:
     """Fill fields that older schema versions lack, with their documented defaults:
-    thresholds 0.5 per label under rule ``default`` (the decision rule), temperature 1.0,
-    no referral rule. Raises :class:`ArtifactError` for a description that cannot be used.
+    thresholds 0.5 per label under rule ``default`` (the decision rule), temperature 1.0
+    (one number, or one per label as ``{label: T}``), no referral rule. Raises
+    :class:`ArtifactError` for a description that cannot be used.
     """
     if not isinstance(meta, dict):
         raise ArtifactError(f"expected a JSON object, got {type(meta).__name__}")
@@ -146,8 +151,16 @@ def upgrade_meta(meta: dict) -> dict:
             f"the decision rule {meta['decision_rule']!r} needs a threshold "
             f"for every label {labels}"
         )
-    if not isinstance(meta["temperature"], (int, float)) or not meta["temperature"] > 0:
-        raise ArtifactError(f"temperature must be a number > 0, got {meta['temperature']!r}")
+    temperature = meta["temperature"]
+    values = (
+        [temperature.get(label) for label in labels]
+        if isinstance(temperature, dict)
+        else [temperature]
+    )
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ArtifactError(
+            f"temperature must be a number > 0 or one per label {labels}, got {temperature!r}"
+        )
     meta["schema_version"] = SCHEMA_VERSION
     return meta
 

@@ -644,19 +644,20 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def resolve_path(value: str | os.PathLike) -> Path:
-    """Expand ``~``, environment variables and the ``sample:<name>`` prefix of a path.
+    """Expand ``~``, environment variables and the ``sample:<name>[/file]`` prefix of a path.
 
     Relative paths stay relative to the working directory.
 
     Example:
-        >>> resolve_path("sample:kermany").name
-        'kermany'
+        >>> resolve_path("sample:kermany").name, resolve_path("sample:nih/labels.csv").name
+        ('kermany', 'labels.csv')
     """
     text = os.path.expandvars(os.path.expanduser(str(value)))
     if text.startswith(SAMPLE_PREFIX):
         from cxr_keras.sample_data import sample_path
 
-        return sample_path(text[len(SAMPLE_PREFIX) :])
+        name, _, inside = text[len(SAMPLE_PREFIX) :].partition("/")
+        return sample_path(name) / inside if inside else sample_path(name)
     return Path(text)
 
 

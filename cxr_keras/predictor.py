@@ -41,7 +41,7 @@ class Predictor:
         self.artifact = artifact
         self.labels = artifact.labels
         self.spec = artifact.image_spec
-        self.temperature = artifact.temperature
+        self.temperatures = np.asarray(artifact.temperatures, dtype=np.float64)
         self.thresholds = artifact.thresholds()
 
     @classmethod
@@ -58,13 +58,24 @@ class Predictor:
     def from_logits(self, logits: np.ndarray) -> Prediction:
         """Temperature, sigmoid and thresholds applied to logits."""
         logits = np.asarray(logits, dtype=np.float64)
-        probabilities = 1.0 / (1.0 + np.exp(-logits / self.temperature))
+        probabilities = 1.0 / (1.0 + np.exp(-logits / self.temperatures))
         decisions = probabilities >= np.asarray(self.thresholds)
         return Prediction(logits, probabilities, decisions, self.labels, self.thresholds)
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> Prediction:
         """Answers for model inputs (n, H, W, 1) in [0, 1] (see :func:`load_image`)."""
         return self.from_logits(self.logits(images, batch_size))
+
+    def manifest_logits(self, manifest, batch_size: int = 32) -> np.ndarray:
+        """Logits for every row of a manifest (n, labels); rows whose file failed to
+        decode are NaN (the decode error is logged), so a long run is never lost to one
+        bad file and the caller can count them."""
+        from cxr_keras.data.pipeline import make_indexed_dataset
+
+        out = np.full((len(manifest), len(self.labels)), np.nan)
+        for rows, images in make_indexed_dataset(manifest, self.spec, batch_size):
+            out[rows.numpy()] = np.asarray(self.artifact.model.predict_on_batch(images))
+        return out
 
     def predict_files(self, paths, batch_size: int = 32) -> Prediction:
         """Answers for image or DICOM files, decoded with the artifact's image spec.

@@ -68,7 +68,7 @@ def test_old_schema_gets_documented_defaults(broken):
         meta.pop(key)
     (path / "cxr_model.json").write_text(json.dumps(meta))
     artifact = load_artifact(path)
-    assert artifact.thresholds() == [0.5] and artifact.temperature == 1.0
+    assert artifact.thresholds() == [0.5] and artifact.temperatures == [1.0]
     assert artifact.meta["schema_version"] == 1 and artifact.meta["referral"] is None
 
 

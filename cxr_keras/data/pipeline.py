@@ -46,7 +46,7 @@ from cxr_keras.data.io import (
 )
 from cxr_keras.data.manifest import manifest_labels
 
-__all__ = ["label_arrays", "make_dataset", "make_image_dataset"]
+__all__ = ["label_arrays", "make_dataset", "make_image_dataset", "make_indexed_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -284,4 +284,35 @@ def make_image_dataset(paths: list[str | os.PathLike], spec: ImageSpec, batch_si
     sources, load = _sources_and_loader(paths, spec, [h.format for h in headers], steps)
     ds = tf.data.Dataset.from_tensor_slices((sources,))  # one component: the source
     ds = ds.map(load, num_parallel_calls=_cores(), deterministic=True)
+    return _one_thread_per_op(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def make_indexed_dataset(manifest: pd.DataFrame, spec: ImageSpec, batch_size: int = 32):
+    """Batches of ``(row positions, model inputs)`` over a manifest, in its order, for
+    predicting a whole dataset: a file that fails to decode is dropped with a logged
+    warning instead of stopping the run, and the positions say which rows were predicted.
+
+    Example:
+        >>> from cxr_keras.data import prepare_data
+        >>> from cxr_keras.config import DataConfig
+        >>> df = prepare_data(DataConfig(source="folder", root="sample:kermany"), ImageSpec())
+        >>> rows, images = next(iter(make_indexed_dataset(df.head(3), ImageSpec(size=64))))
+        >>> rows.numpy().tolist(), tuple(images.shape)
+        ([0, 1, 2], (3, 64, 64, 1))
+    """
+    import tensorflow as tf
+
+    formats = manifest["format"] if "format" in manifest.columns else None
+    sources, load = _sources_and_loader(
+        manifest["path"], spec, formats, _resize_steps(manifest, spec)
+    )
+    index = np.arange(len(manifest), dtype=np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((index, sources))
+
+    @tf.autograph.experimental.do_not_convert
+    def decode(i, source):
+        return i, load(source)
+
+    ds = ds.map(decode, num_parallel_calls=_cores(), deterministic=True)
+    ds = ds.ignore_errors(log_warning=True)
     return _one_thread_per_op(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))

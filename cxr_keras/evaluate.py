@@ -1,0 +1,444 @@
+"""Evaluate a model artifact: a report with confidence intervals, operating points and
+calibration.
+
+    python -m cxr_keras.evaluate --model runs/<name> [--data DATA] [--split test]
+        [--calibrate] [--min-sensitivity 0.95] [--decision-rule youden]
+        [--bootstrap 1000] [--out DIR] [--update-model]
+
+Thresholds (Youden J, F1-max, sensitivity >= X) and, with ``--calibrate``, per-label
+temperatures are fitted on the artifact's VALIDATION split, which is rebuilt from the data
+config and split seed it records, and stored in its ``cxr_model.json`` (an artifact under
+``models/`` only with ``--update-model``), so predict and the app use them. The report
+on the evaluated split (default: the artifact's test split; ``--data`` takes a dataset
+YAML, a manifest CSV or a class-folder tree, ``--split all`` every row of it) goes to
+``<artifact>/evaluation/<split>/`` (``runs/<name>/evaluation/<split>/`` for ``models/``):
+``report.md``, ``report.html``, ``metrics.json``, ``predictions.csv``, ``figures/``.
+
+Example:
+    >>> result = evaluate("runs/demo", split="test")  # doctest: +SKIP
+    >>> result["discrimination"]["macro"]["roc_auc"]  # doctest: +SKIP
+    0.93
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr_keras.cli import run_cli, setup_logging
+
+__all__ = ["evaluate", "main"]
+
+log = logging.getLogger("cxr_keras.evaluate")
+
+ERROR_GRID = 12  # images in the most-confident-errors figure
+AGE_BANDS = ((0, 18, "0-17"), (18, 40, "18-39"), (40, 60, "40-59"), (60, 80, "60-79"))
+SUBGROUP_COLUMNS = {
+    "sex": ("sex", "gender", "patient gender", "patient_sex", "patientsex"),
+    "age band": ("age", "patient age", "patient_age", "patientage"),
+    "view": ("view", "view position", "viewposition"),
+}
+
+
+def is_shipped(path: str | os.PathLike) -> bool:
+    """True for an artifact under a ``models/`` folder (the shipped models)."""
+    return Path(path).resolve().parent.name == "models"
+
+
+def _subgroups(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """Subgroup columns present in a manifest: {name: value per row (None if unknown)}."""
+    by_lower = {c.lower(): c for c in df.columns}
+    out = {}
+    for name, spellings in SUBGROUP_COLUMNS.items():
+        column = next((by_lower[s] for s in spellings if s in by_lower), None)
+        if column is None:
+            continue
+        values = df[column]
+        if name == "age band":
+            ages = pd.to_numeric(values.astype(str).str.extract(r"(\d+)")[0], errors="coerce")
+            bands = pd.Series([None] * len(df), dtype=object)
+            for low, high, text in AGE_BANDS:
+                bands[(ages >= low) & (ages < high)] = text
+            bands[ages >= AGE_BANDS[-1][1]] = f"{AGE_BANDS[-1][1]}+"
+            values = bands
+        else:
+            values = values.map(
+                lambda v: str(v).strip().upper() if pd.notna(v) and str(v).strip() else None
+            )
+        if values.notna().any():
+            out[name] = values.reset_index(drop=True)
+    return out
+
+
+def _logits(predictor, df: pd.DataFrame, batch_size: int, what: str):
+    """Logits of a manifest's decodable rows, those rows, and the paths left out."""
+    logits = predictor.manifest_logits(df, batch_size)
+    ok = ~np.isnan(logits).any(axis=1)
+    failed = [str(p) for p in df["path"][~ok]]
+    for path in failed:
+        log.warning("%s: %s could not be decoded; left out", what, path)
+    kept = df[ok].reset_index(drop=True)
+    kept.attrs = dict(df.attrs)
+    return logits[ok], kept, failed
+
+
+def _threshold_table(y, p, mask, labels, thresholds: dict[str, list[float]]) -> dict:
+    """{rule: {label: metrics}} for each rule's thresholds."""
+    from cxr_keras.metrics import threshold_metrics
+
+    table = {}
+    for rule, values in thresholds.items():
+        table[rule] = {}
+        for j, label in enumerate(labels):
+            known = mask[:, j] > 0
+            table[rule][label] = threshold_metrics(y[known, j], p[known, j], values[j])
+    return table
+
+
+def _calibration(y, p, mask) -> dict:
+    from cxr_keras.calibration import (
+        ECE_BINS,
+        brier_score,
+        expected_calibration_error,
+    )
+
+    known = mask > 0
+    per_label = [
+        {
+            "ece": expected_calibration_error(y[known[:, j], j], p[known[:, j], j]),
+            "brier": brier_score(y[known[:, j], j], p[known[:, j], j]),
+        }
+        for j in range(y.shape[1])
+    ]
+    return {
+        "bins": ECE_BINS,
+        "binning": "equal-width",
+        "ece": expected_calibration_error(y[known], p[known]),
+        "brier": brier_score(y[known], p[known]),
+        "per_label": per_label,
+    }
+
+
+def _confident_errors(df, y, p, mask, labels, thresholds, spec, path) -> str:
+    """The grid of the most confident wrong decisions at the decision thresholds."""
+    from cxr_keras.data import load_image
+    from cxr_keras.plots import confident_errors
+
+    wrong = []
+    for j in range(len(labels)):
+        for i in np.flatnonzero(mask[:, j] > 0):
+            if (p[i, j] >= thresholds[j]) != bool(y[i, j]):
+                wrong.append((abs(p[i, j] - y[i, j]), i, j))
+    wrong.sort(reverse=True)
+    images, captions = [], []
+    for _, i, j in wrong[:ERROR_GRID]:
+        kind = "false +" if y[i, j] == 0 else "false -"
+        images.append(load_image(df["path"][i], spec))
+        name = labels[j] if len(labels) > 1 else ""
+        captions.append(f"{kind} {name} p={p[i, j]:.2f}\n{Path(df['path'][i]).name[:22]}")
+    return confident_errors(images, captions, path)
+
+
+def evaluate(
+    model: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
+    out: str | os.PathLike | None = None,
+    calibrate: bool = False,
+    min_sensitivity: float = 0.95,
+    decision_rule: str = "youden",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    update_model: bool = False,
+    batch_size: int = 32,
+    subgroup_bootstrap: int = 200,
+) -> dict:
+    """Evaluate an artifact and write the report (see the module docstring); returns the
+    ``metrics.json`` content."""
+    from cxr_keras.artifact import load_artifact, write_meta
+    from cxr_keras.calibration import fit_temperature, negative_log_likelihood, sigmoid
+    from cxr_keras.data.artifact_data import evaluation_frames
+    from cxr_keras.data.pipeline import label_arrays
+    from cxr_keras.metrics import discrimination
+    from cxr_keras.operating_points import choose_thresholds, rule_names
+    from cxr_keras.predictor import Predictor
+
+    if not 0 < min_sensitivity <= 1:
+        raise ValueError(f"--min-sensitivity must be in (0, 1], got {min_sensitivity}")
+    if bootstrap < 100:
+        raise ValueError(f"--bootstrap: at least 100 resamples for a 95% interval, got {bootstrap}")
+    artifact = load_artifact(model)
+    labels = artifact.labels
+    predictor = Predictor(artifact)
+    store = not is_shipped(artifact.path) or update_model
+    if out is None:
+        base = (
+            Path("runs") / artifact.path.resolve().name
+            if is_shipped(artifact.path)
+            else artifact.path
+        )
+        out = base / "evaluation" / split
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+
+    evaluated, val, source = evaluation_frames(artifact, data, split)
+    logits, evaluated, undecodable = _logits(predictor, evaluated, batch_size, "evaluated split")
+    y, mask = label_arrays(evaluated, labels)
+    notes: list[str] = []
+    if undecodable:
+        notes.append(f"{len(undecodable)} images could not be decoded and are left out.")
+
+    # temperature and thresholds: fitted on validation, else the artifact's stored ones
+    stored_temperatures = artifact.temperatures
+    temperatures = list(stored_temperatures)
+    thresholds = {"0.5": [0.5] * len(labels)}
+    rules = rule_names(min_sensitivity)
+    if val is not None:
+        val_logits, val, _ = _logits(predictor, val, batch_size, "validation split")
+        val_y, val_mask = label_arrays(val, labels)
+        if calibrate:
+            temperatures = fit_temperature(val_logits, val_y, val_mask)
+            val_nll = {
+                "before": negative_log_likelihood(val_logits[val_mask > 0], val_y[val_mask > 0]),
+                "after": negative_log_likelihood(
+                    (val_logits / np.asarray(temperatures))[val_mask > 0], val_y[val_mask > 0]
+                ),
+            }
+        chosen, threshold_notes = choose_thresholds(
+            val_y, sigmoid(val_logits / np.asarray(temperatures)), val_mask, labels, min_sensitivity
+        )
+        notes += threshold_notes
+        for rule in rules:
+            thresholds[rule] = [chosen[rule][label] for label in labels]
+        threshold_source = f"chosen on the validation split ({len(val)} images)"
+    else:
+        if calibrate:
+            raise ValueError(
+                "--calibrate needs the artifact's validation split, which is not found"
+            )
+        for rule, table in artifact.meta["thresholds"].items():
+            thresholds[rule] = [float(table[label]) for label in labels]
+        threshold_source = "stored in the artifact (its validation split was not found)"
+    if decision_rule not in thresholds:
+        raise ValueError(f"--decision-rule {decision_rule!r}: one of {sorted(thresholds)}")
+
+    probabilities = sigmoid(logits / np.asarray(temperatures))
+    uncalibrated = sigmoid(logits)
+    patient_ids = evaluated["patient_id"].tolist() if "patient_id" in evaluated else None
+    result = {
+        "model": str(artifact.path),
+        "name": artifact.meta.get("name"),
+        "evaluated": {
+            "source": source,
+            "split": split,
+            "images": len(evaluated),
+            "patients": int(evaluated["patient_id"].nunique()) if patient_ids else None,
+            "undecodable": len(undecodable),
+            "skipped_files": len(evaluated.attrs.get("skipped", [])),
+            "skipped": [[str(s[0]), str(s[2])] for s in evaluated.attrs.get("skipped", [])],
+            "undecodable_files": undecodable,
+        },
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "labels": labels,
+        "temperatures": dict(zip(labels, temperatures, strict=True)),
+        "thresholds": {
+            rule: dict(zip(labels, values, strict=True)) for rule, values in thresholds.items()
+        },
+        "threshold_source": threshold_source,
+        "decision_rule": decision_rule,
+        "discrimination": discrimination(
+            y, probabilities, mask, labels, patient_ids, bootstrap, seed
+        ),
+        "at_thresholds": _threshold_table(y, probabilities, mask, labels, thresholds),
+        "calibration": {"uncalibrated": _calibration(y, uncalibrated, mask)},
+        "notes": notes,
+    }
+    if temperatures != [1.0] * len(labels):
+        result["calibration"]["temperature_scaled"] = _calibration(y, probabilities, mask)
+    if calibrate:
+        result["calibration"]["validation_nll"] = val_nll
+
+    subgroups = {}
+    for name, values in _subgroups(evaluated).items():
+        subgroups[name] = {}
+        for value in sorted(v for v in values.dropna().unique()):
+            rows = np.flatnonzero((values == value).to_numpy())
+            ids = [patient_ids[i] for i in rows] if patient_ids else None
+            block = discrimination(
+                y[rows], probabilities[rows], mask[rows], labels, ids, subgroup_bootstrap, seed
+            )
+            subgroups[name][value] = {"images": len(rows), **block}
+    result["subgroups"] = subgroups
+
+    files = _figures(result, artifact, evaluated, y, mask, probabilities, uncalibrated, out)
+    result["figures"] = {k: os.path.relpath(v, out) for k, v in files.items()}
+    result["report"] = str(out)
+
+    _write_predictions(
+        out / "predictions.csv",
+        evaluated,
+        y,
+        mask,
+        probabilities,
+        thresholds[decision_rule],
+        labels,
+    )
+    from cxr_keras.report import build_report
+
+    report = build_report(result, files, store)
+    (out / "report.md").write_text(report.markdown(relative_to=out), encoding="utf-8")
+    (out / "report.html").write_text(report.html(), encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+    if store and val is not None:
+        meta = dict(artifact.meta)
+        meta["thresholds"] = {
+            "default": dict(meta["thresholds"].get("default", {label: 0.5 for label in labels})),
+            **{rule: result["thresholds"][rule] for rule in rules},
+        }
+        meta["decision_rule"] = decision_rule
+        if calibrate:
+            meta["temperature"] = result["temperatures"]
+        meta["operating_points"] = {
+            "chosen_on": "val",
+            "images": len(val),
+            "min_sensitivity": min_sensitivity,
+            "calibrated": calibrate or meta.get("operating_points", {}).get("calibrated", False),
+        }
+        summary = {
+            "roc_auc": result["discrimination"]["macro"]["roc_auc"],
+            "roc_auc_ci": result["discrimination"]["macro"]["roc_auc_ci"],
+            "images": len(evaluated),
+            "source": source,
+            "report": str(out),
+        }
+        meta.setdefault("metrics", {}).setdefault("evaluation", {})[split] = summary
+        write_meta(meta, artifact.path)
+        log.info(
+            "thresholds%s stored in %s", " and temperatures" if calibrate else "", artifact.path
+        )
+    elif not store:
+        log.info(
+            "%s is a shipped model: pass --update-model to store its thresholds", artifact.path
+        )
+    log.info("report written to %s", out / "report.html")
+    return result
+
+
+def _figures(result, artifact, df, y, mask, probabilities, uncalibrated, out: Path) -> dict:
+    """Draw the report's figures; returns {name: file}."""
+    from cxr_keras import plots as figures
+
+    labels, rule = result["labels"], result["decision_rule"]
+    thresholds = {r: list(t.values()) for r, t in result["thresholds"].items()}
+    fig_dir = out / "figures"
+    shown = {r: values for r, values in thresholds.items() if r != "0.5"}
+    reliability = {"uncalibrated": uncalibrated}
+    if "temperature_scaled" in result["calibration"]:
+        reliability["temperature-scaled"] = probabilities
+    files = {
+        "roc_pr": figures.roc_pr_curves(
+            y, probabilities, mask, labels, shown or thresholds, fig_dir / "roc_pr.png"
+        ),
+        "confusion": figures.confusion_matrices(
+            result["at_thresholds"][rule], rule, fig_dir / "confusion.png"
+        ),
+        "reliability": figures.reliability_diagram(
+            y, reliability, mask, fig_dir / "reliability.png"
+        ),
+        "errors": _confident_errors(
+            df,
+            y,
+            probabilities,
+            mask,
+            labels,
+            thresholds[rule],
+            artifact.image_spec,
+            fig_dir / "confident_errors.png",
+        ),
+    }
+    history = (artifact.meta.get("training") or {}).get("history") or []
+    if history:
+        monitor = artifact.meta["training"].get("monitor") or "val_loss"
+        files["training"] = figures.training_curves(history, monitor, fig_dir / "training.png")
+    return files
+
+
+def _write_predictions(path, df, y, mask, probabilities, thresholds, labels) -> None:
+    """One row per image: path, patient id, and per label the truth (empty if unknown),
+    the probability and the decision at the decision threshold."""
+    table = {"path": df["path"]}
+    if "patient_id" in df:
+        table["patient_id"] = df["patient_id"]
+    for j, label in enumerate(labels):
+        table[label] = pd.array(np.where(mask[:, j] > 0, y[:, j], np.nan)).astype("Int64")
+        table[f"probability_{label}"] = np.round(probabilities[:, j], 6)
+        table[f"decision_{label}"] = (probabilities[:, j] >= thresholds[j]).astype(int)
+    pd.DataFrame(table).to_csv(path, index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxr_keras.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--model", required=True, help="an artifact folder (runs/<name>, models/<name>)"
+    )
+    parser.add_argument(
+        "--data", help="a dataset config (.yaml), manifest (.csv) or class-folder tree"
+    )
+    parser.add_argument("--split", default="test", help="train, val, test or all (default test)")
+    parser.add_argument("--out", help="report folder (default <artifact>/evaluation/<split>)")
+    parser.add_argument("--calibrate", action="store_true", help="fit temperatures on validation")
+    parser.add_argument("--min-sensitivity", type=float, default=0.95)
+    parser.add_argument(
+        "--decision-rule", default="youden", help="the rule predict and the app use"
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--update-model", action="store_true", help="allow updating an artifact under models/"
+    )
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    result = evaluate(
+        args.model,
+        args.data,
+        args.split,
+        args.out,
+        args.calibrate,
+        args.min_sensitivity,
+        args.decision_rule,
+        args.bootstrap,
+        args.seed,
+        args.update_model,
+        args.batch_size,
+    )
+    macro = result["discrimination"]["macro"]
+    print(
+        json.dumps(
+            {
+                "report": result["report"],
+                "images": result["evaluated"]["images"],
+                "macro_roc_auc": macro["roc_auc"],
+                "macro_roc_auc_ci": macro["roc_auc_ci"],
+                "decision_rule": result["decision_rule"],
+                "thresholds": result["thresholds"][result["decision_rule"]],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,203 @@
+"""python -m cxr_keras.evaluate on real trained models: the report, the stored operating
+points and calibration, shipped-model protection, bad files, multi-label."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from cxr_keras.artifact import copy_artifact, load_artifact
+from cxr_keras.calibration import sigmoid
+from cxr_keras.data.artifact_data import artifact_manifest, select_split
+from cxr_keras.data.pipeline import label_arrays
+from cxr_keras.evaluate import evaluate
+from cxr_keras.operating_points import youden_threshold
+from cxr_keras.predictor import Predictor
+from cxr_keras.sample_data import sample_files
+from tests.conftest import REPO, tiny_config
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_artifact, tmp_path_factory):
+    """A copy of the session's model (so its thresholds stay 0.5 for the other tests),
+    evaluated once with calibration."""
+    model = copy_artifact(trained_artifact.path, tmp_path_factory.mktemp("eval") / "model")
+    out = model.parent / "report"
+    result = evaluate(model, split="test", out=out, calibrate=True, bootstrap=200)
+    return model, out, result
+
+
+def test_report_files_and_numbers(evaluated):
+    model, out, result = evaluated
+    for name in ("report.md", "report.html", "metrics.json", "predictions.csv"):
+        assert (out / name).stat().st_size > 0
+    for name in ("roc_pr", "confusion", "reliability", "errors", "training"):
+        assert (out / result["figures"][name]).read_bytes()[:4] == b"\x89PNG"
+    predictions = pd.read_csv(out / "predictions.csv")
+    test = select_split(artifact_manifest(load_artifact(model)), "test", "test")
+    assert sorted(predictions["path"]) == sorted(test["path"])
+    expected = roc_auc_score(predictions["PNEUMONIA"], predictions["probability_PNEUMONIA"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    auc = metrics["discrimination"]["labels"]["PNEUMONIA"]["roc_auc"]
+    assert auc == pytest.approx(expected, abs=1e-5)
+    low, high = metrics["discrimination"]["labels"]["PNEUMONIA"]["roc_auc_ci"]
+    assert low <= auc <= high
+    assert metrics["discrimination"]["bootstrap"]["resamples"] == 200
+    assert metrics["discrimination"]["bootstrap"]["unit"] == "patient"
+    at = metrics["at_thresholds"]
+    assert set(at) == {"0.5", "youden", "f1_max", "sensitivity_0.95"}
+    decision = at["youden"]["PNEUMONIA"]
+    assert decision["tp"] + decision["fn"] == int(predictions["PNEUMONIA"].sum())
+    assert decision["tp"] + decision["fp"] == int(predictions["decision_PNEUMONIA"].sum())
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5
+    markdown = (out / "report.md").read_text()
+    assert "temperature-scaled" in markdown and "95% CI" in markdown and "(decision)" in markdown
+
+
+def test_thresholds_come_from_validation_and_are_stored(evaluated):
+    model, _, result = evaluated
+    artifact = load_artifact(model)
+    assert artifact.decision_rule == "youden"
+    assert artifact.meta["thresholds"]["default"] == {"PNEUMONIA": 0.5}
+    assert artifact.meta["operating_points"]["chosen_on"] == "val"
+    temperature = artifact.temperatures[0]
+    assert temperature == pytest.approx(result["temperatures"]["PNEUMONIA"]) and temperature != 1
+    # recompute Youden on the validation split by hand: it must be the stored threshold
+    val = select_split(artifact_manifest(artifact), "val", "val")
+    predictor = Predictor(artifact)
+    logits = predictor.manifest_logits(val)
+    y, _ = label_arrays(val, artifact.labels)
+    expected = youden_threshold(y[:, 0], sigmoid(logits[:, 0] / temperature))
+    assert artifact.thresholds()[0] == pytest.approx(expected)
+    # predict uses the stored temperature and the decision threshold
+    one = predictor.predict_files([val["path"][0]])
+    assert one.probabilities[0, 0] == pytest.approx(sigmoid(logits[0, 0] / temperature), abs=1e-5)
+    assert one.decisions[0, 0] == (one.probabilities[0, 0] >= artifact.thresholds()[0])
+    nll = result["calibration"]["validation_nll"]
+    assert nll["after"] <= nll["before"]
+
+
+def test_a_shipped_model_changes_only_with_the_flag(trained_artifact, tmp_path):
+    shipped = copy_artifact(trained_artifact.path, tmp_path / "models" / "pneumonia")
+    before = (shipped / "cxr_model.json").read_text()
+    evaluate(shipped, split="val", out=tmp_path / "out", bootstrap=100)
+    assert (shipped / "cxr_model.json").read_text() == before
+    evaluate(shipped, split="val", out=tmp_path / "out", bootstrap=100, update_model=True)
+    assert load_artifact(shipped).decision_rule == "youden"
+
+
+def test_a_manifest_with_a_broken_file_is_evaluated_without_it(trained_artifact, tmp_path):
+    files = sample_files("kermany")
+    chosen = [f for f in files if "NORMAL" in str(f)][:6] + [
+        f for f in files if "PNEUMONIA" in str(f)
+    ][:6]
+    broken = tmp_path / "broken.jpeg"
+    broken.write_bytes(chosen[0].read_bytes()[:1500])  # a valid header, truncated data
+    rows = [{"path": str(f), "PNEUMONIA": float("PNEUMONIA" in str(f))} for f in chosen]
+    rows.append({"path": str(broken), "PNEUMONIA": 0.0})
+    rows.append({"path": str(tmp_path / "missing.png"), "PNEUMONIA": 1.0})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    model = copy_artifact(trained_artifact.path, tmp_path / "model")
+    command = [
+        sys.executable, "-m", "cxr_keras.evaluate", "--model", str(model), "--data",
+        str(tmp_path / "manifest.csv"), "--split", "all", "--out", str(tmp_path / "out"),
+        "--bootstrap", "100",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    evaluated = metrics["evaluated"]
+    assert evaluated["images"] == 12
+    assert evaluated["undecodable"] == 0 and evaluated["skipped_files"] == 2
+    reasons = dict(evaluated["skipped"])
+    assert (
+        "truncated" in reasons[str(broken)]
+        and "not found" in reasons[str(tmp_path / "missing.png")]
+    )
+    assert len(pd.read_csv(tmp_path / "out" / "predictions.csv")) == 12
+
+
+def test_a_file_broken_after_verification_is_left_out_not_fatal(trained_artifact, tmp_path):
+    from cxr_keras.config import DataConfig
+    from cxr_keras.data import prepare_data
+
+    manifest = prepare_data(
+        DataConfig(source="folder", root="sample:kermany"), trained_artifact.image_spec
+    ).head(5)
+    target = tmp_path / "changed.jpeg"
+    shutil.copy(manifest["path"][2], target)
+    manifest.loc[2, "path"] = str(target)
+    target.write_bytes(b"\xff\xd8 not a jpeg any more")  # changed after it was verified
+    logits = Predictor(trained_artifact).manifest_logits(manifest)
+    assert np.isnan(logits[2]).all() and np.isfinite(np.delete(logits, 2, axis=0)).all()
+
+
+def test_errors_name_the_problem(trained_artifact, tmp_path):
+    model = copy_artifact(trained_artifact.path, tmp_path / "model")
+    for argv, message in (
+        (["--split", "holdout"], "split 'holdout' has no images"),
+        (["--data", str(tmp_path / "nope.csv")], "no such file"),
+        (["--min-sensitivity", "1.5"], "min-sensitivity"),
+    ):
+        command = [sys.executable, "-m", "cxr_keras.evaluate", "--model", str(model), *argv]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-1500:]
+
+
+def test_multilabel_with_masked_labels_and_subgroups(tmp_path):
+    from cxr_keras.train import train
+
+    labels = ["Effusion", "Infiltration", "Atelectasis", "Hernia"]
+    cfg = tiny_config(
+        "nih_eval",
+        data={
+            "source": "csv",
+            "root": "sample:nih",
+            "csv": "sample:nih/labels.csv",
+            "finding_column": "finding_labels",
+            "patient_column": "patient_id",
+            "view_column": "view",
+            "labels": labels,
+            "split": {"method": "patient", "val": 0.3, "test": 0.3},
+        },
+        training={"epochs": 1},
+    )
+    artifact = train(cfg, run_dir=tmp_path / "nih", progress=False)
+    # mark some labels unknown in the evaluated manifest, as CheXpert's uncertain ones are
+    manifest = select_split(artifact_manifest(artifact), "test", "test")
+    manifest.loc[manifest.index[:5], "Effusion"] = np.nan
+    manifest["Hernia"] = 0.0  # a finding absent from the split: its AUC is undefined
+    csv = tmp_path / "test.csv"
+    manifest.to_csv(csv, index=False)
+    result = evaluate(artifact.path, data=csv, split="all", out=tmp_path / "out", bootstrap=100)
+    block = result["discrimination"]["labels"]
+    assert block["Effusion"]["n"] == len(manifest) - 5
+    assert block["Infiltration"]["n"] == len(manifest)
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert predictions["Effusion"].isna().sum() == 5
+    known = predictions["Effusion"].notna()
+    assert block["Effusion"]["roc_auc"] == pytest.approx(
+        roc_auc_score(
+            predictions.loc[known, "Effusion"], predictions.loc[known, "probability_Effusion"]
+        ),
+        abs=1e-5,
+    )
+    assert block["Hernia"]["roc_auc"] is None and block["Hernia"]["roc_auc_ci"] == [None, None]
+    macro = result["discrimination"]["macro"]
+    assert macro["over_labels"] == ["Effusion", "Infiltration", "Atelectasis"]
+    assert macro["roc_auc"] == pytest.approx(
+        np.mean([block[k]["roc_auc"] for k in macro["over_labels"]])
+    )
+    assert "undefined" in (tmp_path / "out" / "report.md").read_text()
+    assert set(result["subgroups"]) == {"sex", "age band", "view"}
+    assert sum(g["images"] for g in result["subgroups"]["sex"].values()) == len(manifest)
+    assert set(result["subgroups"]["view"]) <= {"PA", "AP"}
+    shutil.rmtree(tmp_path / "nih" / "train", ignore_errors=True)
