@@ -147,8 +147,8 @@ def _confident_errors(df, y, p, mask, labels, thresholds, spec, path) -> str:
 
 
 def evaluate(
-    model: str | os.PathLike,
-    data: str | os.PathLike | None = None,
+    model,
+    data=None,
     split: str = "test",
     out: str | os.PathLike | None = None,
     calibrate: bool = False,
@@ -161,8 +161,13 @@ def evaluate(
     subgroup_bootstrap: int = 200,
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
-    ``metrics.json`` content."""
-    from cxr_keras.artifact import load_artifact, write_meta
+    ``metrics.json`` content.
+
+    ``model``: an :class:`~cxr_keras.artifact.Artifact` or its folder. ``data``: None (the
+    artifact's own split), a manifest DataFrame, or the path of a dataset YAML, manifest
+    CSV or class-folder tree.
+    """
+    from cxr_keras.artifact import Artifact, load_artifact, write_meta
     from cxr_keras.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.data.artifact_data import evaluation_frames
     from cxr_keras.data.pipeline import label_arrays
@@ -174,7 +179,7 @@ def evaluate(
         raise ValueError(f"--min-sensitivity must be in (0, 1], got {min_sensitivity}")
     if bootstrap < 100:
         raise ValueError(f"--bootstrap: at least 100 resamples for a 95% interval, got {bootstrap}")
-    artifact = load_artifact(model)
+    artifact = model if isinstance(model, Artifact) else load_artifact(model)
     labels = artifact.labels
     predictor = Predictor(artifact)
     store = not is_shipped(artifact.path) or update_model

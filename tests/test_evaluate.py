@@ -175,9 +175,7 @@ def test_multilabel_with_masked_labels_and_subgroups(tmp_path):
     manifest = select_split(artifact_manifest(artifact), "test", "test")
     manifest.loc[manifest.index[:5], "Effusion"] = np.nan
     manifest["Hernia"] = 0.0  # a finding absent from the split: its AUC is undefined
-    csv = tmp_path / "test.csv"
-    manifest.to_csv(csv, index=False)
-    result = evaluate(artifact.path, data=csv, split="all", out=tmp_path / "out", bootstrap=100)
+    result = evaluate(artifact, data=manifest, split="all", out=tmp_path / "out", bootstrap=100)
     block = result["discrimination"]["labels"]
     assert block["Effusion"]["n"] == len(manifest) - 5
     assert block["Infiltration"]["n"] == len(manifest)

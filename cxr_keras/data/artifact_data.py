@@ -87,7 +87,7 @@ def _external(artifact, data: str | os.PathLike) -> pd.DataFrame:
 
 
 def evaluation_frames(
-    artifact, data: str | os.PathLike | None, split: str
+    artifact, data: pd.DataFrame | str | os.PathLike | None, split: str
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
     """(rows to evaluate, the artifact's validation rows or None, a sentence saying where
     they came from). Validation is None when the training data cannot be found: the
@@ -107,7 +107,10 @@ def evaluation_frames(
         evaluated = select_split(own, split, "the artifact's data")
         source = f"the artifact's own {split!r} split (data rebuilt with split seed {seed})"
     else:
-        external = _external(artifact, data)
+        external = data.copy() if isinstance(data, pd.DataFrame) else _external(artifact, data)
+        if isinstance(data, pd.DataFrame):
+            external.attrs = dict(data.attrs)
+            data = "the given manifest"
         missing = [label for label in artifact.labels if label not in external.columns]
         if missing:
             raise ValueError(f"--data {data}: no column for the model's labels {missing}")
