@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+SAMPLE := cxr_keras/sample_data
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.cxr-keras-installed
 
@@ -33,6 +34,9 @@ demo: install
 	$(PY) -m cxr_keras.tune --config tuner_configs/demo.yaml
 	$(PY) -m cxr_keras.train --config tuner_configs/demo.yaml --from-tuning runs/demo
 	$(PY) -m cxr_keras.evaluate --model runs/demo --calibrate
+	$(PY) -m cxr_keras.explain --model runs/demo --layers block3_conv2_relu,last_conv_relu \
+		$(SAMPLE)/kermany/PNEUMONIA/person1258_bacteria_3216.jpeg \
+		$(SAMPLE)/kermany/NORMAL/IM-0191-0001.jpeg $(SAMPLE)/dicom/pydicom_data_RG1_J2KI.dcm
 
 lint: install
 	$(PY) -m ruff check cxr_keras tests benchmarks tools
@@ -44,6 +48,7 @@ test: lint
 bench: install
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/explain_speed.py
 
 # The lower bounds of setup.cfg, verified: the same suite on requirements/minimums.txt.
 test-minimums:

@@ -159,13 +159,15 @@ def evaluate(
     update_model: bool = False,
     batch_size: int = 32,
     subgroup_bootstrap: int = 200,
+    referral: dict | None = None,
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
     ``metrics.json`` content.
 
     ``model``: an :class:`~cxr_keras.artifact.Artifact` or its folder. ``data``: None (the
     artifact's own split), a manifest DataFrame, or the path of a dataset YAML, manifest
-    CSV or class-folder tree.
+    CSV or class-folder tree. ``referral``: settings of the referral rule to store
+    (``band``, ``max_std``, ``passes``; see :mod:`cxr_keras.uncertainty`).
     """
     from cxr_keras.artifact import Artifact, load_artifact, write_meta
     from cxr_keras.calibration import fit_temperature, negative_log_likelihood, sigmoid
@@ -174,6 +176,7 @@ def evaluate(
     from cxr_keras.metrics import discrimination
     from cxr_keras.operating_points import choose_thresholds, rule_names
     from cxr_keras.predictor import Predictor
+    from cxr_keras.uncertainty import check_rule, refer, rule_of
 
     if not 0 < min_sensitivity <= 1:
         raise ValueError(f"--min-sensitivity must be in (0, 1], got {min_sensitivity}")
@@ -181,6 +184,7 @@ def evaluate(
         raise ValueError(f"--bootstrap: at least 100 resamples for a 95% interval, got {bootstrap}")
     artifact = model if isinstance(model, Artifact) else load_artifact(model)
     labels = artifact.labels
+    referral_rule = check_rule({**rule_of(artifact.meta), **(referral or {})})  # fail early
     predictor = Predictor(artifact)
     store = not is_shipped(artifact.path) or update_model
     if out is None:
@@ -265,6 +269,14 @@ def evaluate(
         "calibration": {"uncalibrated": _calibration(y, uncalibrated, mask)},
         "notes": notes,
     }
+    near = refer(probabilities, thresholds[decision_rule], None, referral_rule) & (mask > 0)
+    result["referral"] = {
+        "rule": referral_rule,
+        "near_threshold_images": int(near.any(axis=1).sum()),
+        "near_threshold_share": float(near.any(axis=1).mean()) if len(near) else None,
+        "note": "images within the band of a decision threshold; predict and explain also "
+        "refer on the MC-dropout standard deviation",
+    }
     if temperatures != [1.0] * len(labels):
         result["calibration"]["temperature_scaled"] = _calibration(y, probabilities, mask)
     if calibrate:
@@ -309,6 +321,7 @@ def evaluate(
             **{rule: result["thresholds"][rule] for rule in rules},
         }
         meta["decision_rule"] = decision_rule
+        meta["referral"] = referral_rule
         if calibrate:
             meta["temperature"] = result["temperatures"]
         meta["operating_points"] = {
@@ -404,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true", help="fit temperatures on validation")
     parser.add_argument("--min-sensitivity", type=float, default=0.95)
     parser.add_argument(
+        "--referral-band", type=float, help="refer within this distance of the threshold"
+    )
+    parser.add_argument(
+        "--referral-max-std", type=float, help="refer above this MC-dropout std deviation"
+    )
+    parser.add_argument("--mc-passes", type=int, help="MC-dropout passes for referral")
+    parser.add_argument(
         "--decision-rule", default="youden", help="the rule predict and the app use"
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -427,6 +447,15 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         args.update_model,
         args.batch_size,
+        referral={
+            key: value
+            for key, value in (
+                ("band", args.referral_band),
+                ("max_std", args.referral_max_std),
+                ("passes", args.mc_passes),
+            )
+            if value is not None
+        },
     )
     macro = result["discrimination"]["macro"]
     print(

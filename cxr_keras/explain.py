@@ -46,6 +46,55 @@ def _safe_stem(path: Path, taken: set[str]) -> str:
     return candidate
 
 
+POINTING_TOLERANCE = 15  # px, as in the pointing game of Zhang et al. 2018
+
+
+def _read_boxes(path, labels: Sequence[str]) -> dict[str, list[dict]]:
+    """Boxes by image file name, for findings the model predicts."""
+    import pandas as pd
+
+    from cxr_keras.data.labels import canonical_label
+
+    table = pd.read_csv(path)
+    key = "path" if "path" in table.columns else "image_index"
+    missing = {key, "finding", "x", "y", "w", "h"} - set(table.columns)
+    if missing:
+        raise ValueError(f"--boxes {path}: missing columns {sorted(missing)}")
+    out: dict[str, list[dict]] = {}
+    for row in table.itertuples(index=False):
+        finding = canonical_label(row.finding)
+        if finding in labels:
+            box = {"finding": finding, **{k: float(getattr(row, k)) for k in "xywh"}}
+            out.setdefault(Path(str(getattr(row, key))).name, []).append(box)
+    return out
+
+
+def _box(b: dict) -> tuple[float, float, float, float]:
+    return b["x"], b["y"], b["w"], b["h"]
+
+
+def _aggregate(images: list[dict]) -> dict:
+    """Averages over the explained images: localisation and faithfulness."""
+    out = {}
+    scored = [box for e in images for x in e["explained"] for box in x.get("boxes", [])]
+    if scored:
+        out["localisation"] = {
+            "boxes": len(scored),
+            "pointing_game_hit_rate": float(np.mean([b["pointing_game"] for b in scored])),
+            "mean_iou": float(np.mean([b["iou"] for b in scored])),
+            "tolerance_px": POINTING_TOLERANCE,
+            "iou_threshold": "0.5 of the map's maximum",
+        }
+    curves = [x["faithfulness"] for e in images for x in e["explained"] if "faithfulness" in x]
+    if curves:
+        out["faithfulness"] = {
+            "maps": len(curves),
+            "mean_deletion_auc": float(np.mean([c["deletion_auc"] for c in curves])),
+            "mean_insertion_auc": float(np.mean([c["insertion_auc"] for c in curves])),
+        }
+    return out
+
+
 def explain(
     model,
     images: Sequence[str | os.PathLike],
@@ -55,13 +104,27 @@ def explain(
     out: str | os.PathLike | None = None,
     mc_passes: int | None = None,
     batch_size: int = 16,
+    boxes: str | os.PathLike | None = None,
+    checks: bool = False,
 ) -> dict:
-    """Explain image files with an artifact (or its folder); returns ``summary.json``."""
+    """Explain image files with an artifact (or its folder); returns ``summary.json``.
+
+    ``boxes``: a CSV of ground-truth boxes (``path`` or ``image_index``, ``finding``, ``x``,
+    ``y``, ``w``, ``h`` in pixels of the image file, as the NIH ``bbox.csv``): the boxed
+    finding is explained for its image and scored by the pointing game and IoU.
+    ``checks``: also run the model-randomisation check and deletion/insertion curves.
+    """
     from cxr_keras.artifact import Artifact, load_artifact
     from cxr_keras.data.io import ImageDecodeError, load_image, read_image
     from cxr_keras.gradcam import GradCam, default_layer
     from cxr_keras.overlays import save_overlay, to_original
     from cxr_keras.predictor import Predictor
+    from cxr_keras.saliency_checks import (
+        box_iou,
+        deletion_insertion,
+        pointing_game,
+        randomization_check,
+    )
     from cxr_keras.uncertainty import mc_dropout, refer, rule_of
 
     artifact = model if isinstance(model, Artifact) else load_artifact(model)
@@ -77,6 +140,7 @@ def explain(
     out = Path(out) if out else Path("runs") / artifact.path.resolve().name / "explain"
     out.mkdir(parents=True, exist_ok=True)
 
+    box_table = _read_boxes(boxes, names) if boxes else {}
     loaded, skipped = [], []
     for path in map(Path, images):
         try:
@@ -112,6 +176,8 @@ def explain(
                 else [n for j, n in enumerate(names) if answers.decisions[i, j]]
                 or [names[int(np.argmax(probs))]]
             )
+            image_boxes = box_table.get(path.name, [])
+            chosen += [b["finding"] for b in image_boxes if b["finding"] not in chosen]
             stem = _safe_stem(path, taken)
             original = read_image(path, artifact.image_spec)
             entry = {
@@ -155,8 +221,35 @@ def explain(
                     target = out / f"{stem}_{name}_{layer}.npy"
                     np.save(target, heat.astype(np.float16))
                     arrays[layer] = str(target)
-                entry["explained"].append({"label": name, "overlay": png, "heatmaps": arrays})
+                explained = {"label": name, "overlay": png, "heatmaps": arrays}
+                explained["boxes"] = [
+                    {
+                        "box": [b["x"], b["y"], b["w"], b["h"]],
+                        "pointing_game": pointing_game(full[-1], _box(b), POINTING_TOLERANCE),
+                        "iou": box_iou(full[-1], _box(b)),
+                    }
+                    for b in image_boxes
+                    if b["finding"] == name
+                ]
+                if checks:
+                    explained["faithfulness"] = deletion_insertion(
+                        lambda images: predictor.predict(images).probabilities,
+                        x[i],
+                        maps[layers[-1]][i, j],
+                        j,
+                    )
+                entry["explained"].append(explained)
             summary["images"].append(entry)
+        if checks and start == 0:  # the randomisation check, on the first batch
+            explained = [names.index(e["explained"][0]["label"]) for e in summary["images"]]
+            target = max(set(explained), key=explained.count)
+            summary["randomization_check"] = {
+                "label": names[target],
+                "layer": layers[-1],
+                "images": len(chunk),
+                "stages": randomization_check(artifact.model, x, layers[-1], target, method),
+            }
+    summary.update(_aggregate(summary["images"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("explained %d images (%d skipped) into %s", len(summary["images"]), len(skipped), out)
     return summary
@@ -173,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"])
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes (0: off)")
     parser.add_argument("--out", help="output folder (default runs/<name>/explain)")
+    parser.add_argument("--boxes", help="a CSV of boxes (NIH bbox.csv layout) to score against")
+    parser.add_argument(
+        "--checks", action="store_true", help="randomisation check and deletion/insertion"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -184,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         args.method,
         args.out,
         args.mc_passes,
+        boxes=args.boxes,
+        checks=args.checks,
     )
     for entry in summary["images"]:
         probs = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())
@@ -191,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{entry['path']}: {probs}{flag}")
     for entry in summary["skipped"]:
         print(f"{entry['path']}: skipped ({entry['reason']})")
+    for key in ("localisation", "faithfulness", "randomization_check"):
+        if key in summary:
+            print(f"{key}: {json.dumps(summary[key])}")
     return 0 if summary["images"] else 1
 
 

@@ -96,6 +96,19 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def _reinitialized(layer, weight, rng) -> np.ndarray:
+    """Fresh values for a weight from its layer's own initializer (a kernel from
+    ``kernel_initializer``, BatchNorm's gamma from ones, ...), as Adebayo et al. re-draw
+    them; a normal of the weight's spread where the layer names no initializer."""
+    name = weight.name.split("/")[-1]
+    for attribute in (f"{name}_initializer", f"{name.removesuffix('_kernel')}_initializer"):
+        initializer = getattr(layer, attribute, None)
+        if initializer is not None:
+            return np.asarray(initializer(tuple(weight.shape), dtype=weight.dtype))
+    values = np.asarray(weight)
+    return rng.normal(0.0, values.std() or 0.05, values.shape).astype(values.dtype)
+
+
 def randomization_check(
     model,
     images: np.ndarray,
@@ -106,7 +119,7 @@ def randomization_check(
     seed: int = 0,
 ) -> list[dict]:
     """Cascading randomisation, top down, in ``stages`` cumulative steps over the layers
-    with trainable weights (the first step randomises the logits layer alone). Each entry:
+    with trainable weights (the first step re-initialises the logits layer alone). Each entry:
     which layers are randomised so far and the mean Spearman correlation between the
     trained and the randomised model's maps (1.0 = unchanged). The model is not modified.
     """
@@ -120,14 +133,13 @@ def randomization_check(
     _, reference = GradCam(model, [layer], method)(images, [label_index])
     layers = [lay for lay in _walk(clone) if lay.trainable_weights][::-1]  # top first
     cuts = sorted({1, *np.linspace(1, len(layers), stages).round().astype(int).tolist()})
+    keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     results, done = [], 0
     for cut in cuts:
         for lay in layers[done:cut]:
             for weight in lay.trainable_weights:
-                values = np.asarray(weight)
-                scale = values.std() or 0.05
-                weight.assign(rng.normal(0.0, scale, values.shape).astype(values.dtype))
+                weight.assign(_reinitialized(lay, weight, rng))
         done = cut
         _, maps = GradCam(clone, [layer], method)(images, [label_index])
         correlations = [

@@ -23,7 +23,15 @@ import numpy as np
 
 from cxr_keras.calibration import sigmoid
 
-__all__ = ["DEFAULT_RULE", "McDropout", "mc_dropout", "predictive_entropy", "refer", "rule_of"]
+__all__ = [
+    "DEFAULT_RULE",
+    "McDropout",
+    "check_rule",
+    "mc_dropout",
+    "predictive_entropy",
+    "refer",
+    "rule_of",
+]
 
 DEFAULT_RULE = {"band": 0.1, "max_std": 0.15, "passes": 20}
 
@@ -70,6 +78,19 @@ def mc_dropout(
     samples = np.stack(samples)
     mean = samples.mean(axis=0)
     return McDropout(mean, samples.std(axis=0), predictive_entropy(mean), passes)
+
+
+def check_rule(rule: dict) -> dict:
+    """A referral rule with its values checked: ``band`` in [0, 0.5], ``max_std`` in
+    (0, 0.5], ``passes`` 0 (no MC dropout) or at least 2."""
+    band, max_std, passes = float(rule["band"]), float(rule["max_std"]), int(rule["passes"])
+    if not 0 <= band <= 0.5:
+        raise ValueError(f"referral band: a probability distance in [0, 0.5], got {band}")
+    if not 0 < max_std <= 0.5:
+        raise ValueError(f"referral max_std: in (0, 0.5], got {max_std}")
+    if passes == 1 or passes < 0:
+        raise ValueError(f"referral passes: 0 (off) or at least 2, got {passes}")
+    return {"band": band, "max_std": max_std, "passes": passes}
 
 
 def rule_of(meta: dict) -> dict:

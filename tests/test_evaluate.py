@@ -30,8 +30,14 @@ def evaluated(trained_artifact, tmp_path_factory):
     evaluated once with calibration."""
     model = copy_artifact(trained_artifact.path, tmp_path_factory.mktemp("eval") / "model")
     out = model.parent / "report"
-    result = evaluate(model, split="test", out=out, calibrate=True, bootstrap=200)
+    result = evaluate(
+        model, split="test", out=out, calibrate=True, bootstrap=200, referral={"band": 0.05}
+    )
     return model, out, result
+
+
+def artifact_threshold(model) -> float:
+    return load_artifact(model).thresholds()[0]
 
 
 def test_report_files_and_numbers(evaluated):
@@ -56,6 +62,8 @@ def test_report_files_and_numbers(evaluated):
     decision = at["youden"]["PNEUMONIA"]
     assert decision["tp"] + decision["fn"] == int(predictions["PNEUMONIA"].sum())
     assert decision["tp"] + decision["fp"] == int(predictions["decision_PNEUMONIA"].sum())
+    near = (predictions["probability_PNEUMONIA"] - artifact_threshold(model)).abs() < 0.05
+    assert metrics["referral"]["near_threshold_images"] == int(near.sum())
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5
     markdown = (out / "report.md").read_text()
@@ -81,6 +89,7 @@ def test_thresholds_come_from_validation_and_are_stored(evaluated):
     one = predictor.predict_files([val["path"][0]])
     assert one.probabilities[0, 0] == pytest.approx(sigmoid(logits[0, 0] / temperature), abs=1e-5)
     assert one.decisions[0, 0] == (one.probabilities[0, 0] >= artifact.thresholds()[0])
+    assert artifact.meta["referral"] == {"band": 0.05, "max_std": 0.15, "passes": 20}
     nll = result["calibration"]["validation_nll"]
     assert nll["after"] <= nll["before"]
 
@@ -146,6 +155,7 @@ def test_errors_name_the_problem(trained_artifact, tmp_path):
         (["--split", "holdout"], "split 'holdout' has no images"),
         (["--data", str(tmp_path / "nope.csv")], "no such file"),
         (["--min-sensitivity", "1.5"], "min-sensitivity"),
+        (["--referral-band", "0.7"], "referral band"),
     ):
         command = [sys.executable, "-m", "cxr_keras.evaluate", "--model", str(model), *argv]
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)

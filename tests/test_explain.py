@@ -225,3 +225,54 @@ def test_explain_cli_writes_overlays_at_the_original_size(trained_artifact, tmp_
         assert set(entry["mc_dropout"]["PNEUMONIA"]) == {"mean", "std", "entropy"}
         assert isinstance(entry["refer"], bool)
     assert "skipped" in result.stdout
+
+
+def test_boxes_are_scored_and_checks_reported(tmp_path):
+    """A small NIH model, its boxed findings explained and scored against the boxes."""
+    import pandas as pd
+
+    from cxr_keras.config import resolve_path
+    from cxr_keras.explain import explain
+    from cxr_keras.saliency_checks import box_iou as iou
+    from cxr_keras.train import train
+    from tests.conftest import tiny_config
+
+    labels = ["Cardiomegaly", "Nodule", "Pneumonia"]
+    cfg = tiny_config(
+        "nih_boxes",
+        data={
+            "source": "csv",
+            "root": "sample:nih",
+            "csv": "sample:nih/labels.csv",
+            "finding_column": "finding_labels",
+            "patient_column": "patient_id",
+            "labels": labels,
+            "split": {"method": "patient", "val": 0.3, "test": 0.0},
+        },
+        training={"epochs": 1},
+    )
+    artifact = train(cfg, run_dir=tmp_path / "nih", progress=False)
+    boxes_csv = resolve_path("sample:nih/bbox.csv")
+    boxes = pd.read_csv(boxes_csv)
+    boxes = boxes[boxes["finding"].isin(labels)]
+    images = [str(resolve_path("sample:nih") / p) for p in boxes["path"].unique()]
+    summary = explain(
+        artifact, images, out=tmp_path / "out", mc_passes=0, boxes=boxes_csv, checks=True
+    )
+    assert summary["localisation"]["boxes"] == len(boxes) == 9
+    scored = []
+    for entry in summary["images"]:
+        row = boxes[boxes["path"].map(lambda p: Path(p).name) == Path(entry["path"]).name]
+        explained = {x["label"]: x for x in entry["explained"]}
+        for finding, x, y, w, h in row[["finding", "x", "y", "w", "h"]].itertuples(index=False):
+            assert finding in explained  # a boxed finding is explained whatever its probability
+            heat = np.load(next(iter(explained[finding]["heatmaps"].values())))
+            (box,) = [b for b in explained[finding]["boxes"] if b["box"] == [x, y, w, h]]
+            assert box["iou"] == pytest.approx(iou(heat.astype(np.float32), (x, y, w, h)), abs=0.02)
+            scored.append(box["pointing_game"])
+    assert summary["localisation"]["pointing_game_hit_rate"] == pytest.approx(np.mean(scored))
+    faithfulness = summary["faithfulness"]
+    assert faithfulness["maps"] >= len(images)
+    assert 0 <= faithfulness["mean_deletion_auc"] <= 1
+    stages = summary["randomization_check"]["stages"]
+    assert stages[0]["down_to"] == "logits" and all(-1 <= s["spearman"] <= 1 for s in stages)
