@@ -11,7 +11,7 @@ Example:
     >>> from cxr_keras.artifact import load_artifact
     >>> artifact = load_artifact("runs/demo")  # doctest: +SKIP
     >>> result = gradcam(artifact, images)  # doctest: +SKIP
-    >>> result.maps["last_conv_relu"].shape  # (images, labels, H, W) at the input size
+    >>> result.maps["last_conv_relu"].shape  # (images, labels, H, W)  # doctest: +SKIP
     (4, 1, 128, 128)
 """
 
