@@ -276,3 +276,17 @@ def test_boxes_are_scored_and_checks_reported(tmp_path):
     assert 0 <= faithfulness["mean_deletion_auc"] <= 1
     stages = summary["randomization_check"]["stages"]
     assert stages[0]["down_to"] == "logits" and all(-1 <= s["spearman"] <= 1 for s in stages)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "inceptionv3", "mobilenetv3large", "densenet121"])
+def test_gradcam_on_registry_backbones(backbone, films):
+    """The default target of each registry backbone gives proper maps (custom_cnn,
+    mobilenetv3small and efficientnetb0 run in the tests above and the benchmark)."""
+    _, x = films
+    spec = ImageSpec(size=80)
+    x80 = np.stack([keras.ops.convert_to_numpy(keras.ops.image.resize(i, (80, 80))) for i in x])
+    built = build_model(ModelConfig(backbone=backbone), spec, ["A", "B"])
+    logits, maps = GradCam(built.model, [built.feature_layer])(x80[:2], [0, 1])
+    heat = maps[built.feature_layer]
+    assert heat.shape == (2, 2, 80, 80) and np.isfinite(heat).all() and heat.min() >= 0
+    np.testing.assert_allclose(logits, built.model.predict(x80[:2], verbose=0), atol=1e-4)
