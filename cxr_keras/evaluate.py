@@ -52,6 +52,15 @@ def is_shipped(path: str | os.PathLike) -> bool:
     return Path(path).resolve().parent.name == "models"
 
 
+def _report_key(data, split: str) -> str:
+    """``test`` for the artifact's own split, ``<data name>_<split>`` for other data, so
+    evaluating elsewhere never overwrites the in-distribution report."""
+    if data is None:
+        return split
+    name = "manifest" if isinstance(data, pd.DataFrame) else Path(data).stem or Path(data).name
+    return f"{name}_{split}"
+
+
 def _subgroups(df: pd.DataFrame) -> dict[str, pd.Series]:
     """Subgroup columns present in a manifest: {name: value per row (None if unknown)}."""
     by_lower = {c.lower(): c for c in df.columns}
@@ -153,7 +162,7 @@ def evaluate(
     out: str | os.PathLike | None = None,
     calibrate: bool = False,
     min_sensitivity: float = 0.95,
-    decision_rule: str = "youden",
+    decision_rule: str | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
     update_model: bool = False,
@@ -169,7 +178,7 @@ def evaluate(
     CSV or class-folder tree. ``referral``: settings of the referral rule to store
     (``band``, ``max_std``, ``passes``; see :mod:`cxr_keras.uncertainty`).
     """
-    from cxr_keras.artifact import Artifact, load_artifact, write_meta
+    from cxr_keras.artifact import Artifact, load_artifact
     from cxr_keras.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.data.artifact_data import evaluation_frames
     from cxr_keras.data.pipeline import label_arrays
@@ -193,12 +202,14 @@ def evaluate(
             if is_shipped(artifact.path)
             else artifact.path
         )
-        out = base / "evaluation" / split
+        out = base / "evaluation" / _report_key(data, split)
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
 
     evaluated, val, source = evaluation_frames(artifact, data, split)
     logits, evaluated, undecodable = _logits(predictor, evaluated, batch_size, "evaluated split")
+    if len(evaluated) == 0:
+        raise ValueError(f"no image of {source} could be decoded: nothing to evaluate")
     y, mask = label_arrays(evaluated, labels)
     notes: list[str] = []
     if undecodable:
@@ -207,7 +218,7 @@ def evaluate(
     # temperature and thresholds: fitted on validation, else the artifact's stored ones
     stored_temperatures = artifact.temperatures
     temperatures = list(stored_temperatures)
-    thresholds = {"0.5": [0.5] * len(labels)}
+    thresholds = {"default": [0.5] * len(labels)}
     rules = rule_names(min_sensitivity)
     if val is not None:
         val_logits, val, _ = _logits(predictor, val, batch_size, "validation split")
@@ -235,8 +246,15 @@ def evaluate(
         for rule, table in artifact.meta["thresholds"].items():
             thresholds[rule] = [float(table[label]) for label in labels]
         threshold_source = "stored in the artifact (its validation split was not found)"
+    if decision_rule is None:  # Youden when it was just chosen, else what the artifact says
+        decision_rule = "youden" if val is not None else artifact.decision_rule
     if decision_rule not in thresholds:
         raise ValueError(f"--decision-rule {decision_rule!r}: one of {sorted(thresholds)}")
+    if data is None and split == "val" and val is not None:
+        notes.append(
+            "Evaluated on the validation split that chose the thresholds (and temperatures): "
+            "these numbers are optimistic; report the test split."
+        )
 
     probabilities = sigmoid(logits / np.asarray(temperatures))
     uncalibrated = sigmoid(logits)
@@ -269,7 +287,7 @@ def evaluate(
         "calibration": {"uncalibrated": _calibration(y, uncalibrated, mask)},
         "notes": notes,
     }
-    near = refer(probabilities, thresholds[decision_rule], None, referral_rule) & (mask > 0)
+    near = refer(probabilities, thresholds[decision_rule], None, referral_rule)
     result["referral"] = {
         "rule": referral_rule,
         "near_threshold_images": int(near.any(axis=1).sum()),
@@ -314,14 +332,33 @@ def evaluate(
     (out / "report.html").write_text(report.html(), encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
 
-    if store and val is not None:
-        meta = dict(artifact.meta)
+    if store:
+        key = _report_key(data, split)
+        _store(artifact, result, val, rules, calibrate, min_sensitivity, referral_rule, out, key)
+        log.info("%s updated (%s)", artifact.path / "cxr_model.json", result["threshold_source"])
+    else:
+        log.info(
+            "%s is a shipped model: pass --update-model to store its thresholds", artifact.path
+        )
+    log.info("report written to %s", out / "report.html")
+    return result
+
+
+def _store(
+    artifact, result, val, rules, calibrate, min_sensitivity, referral_rule, out, key
+) -> None:
+    """Write what evaluation decided into the artifact's description: the thresholds,
+    decision rule and temperatures when they were fitted on validation now; the referral
+    rule and a summary of this evaluation in any case."""
+    from cxr_keras.artifact import write_meta
+
+    meta = dict(artifact.meta)
+    labels = result["labels"]
+    if val is not None:
         meta["thresholds"] = {
             "default": dict(meta["thresholds"].get("default", {label: 0.5 for label in labels})),
             **{rule: result["thresholds"][rule] for rule in rules},
         }
-        meta["decision_rule"] = decision_rule
-        meta["referral"] = referral_rule
         if calibrate:
             meta["temperature"] = result["temperatures"]
         meta["operating_points"] = {
@@ -330,24 +367,18 @@ def evaluate(
             "min_sensitivity": min_sensitivity,
             "calibrated": calibrate or meta.get("operating_points", {}).get("calibrated", False),
         }
-        summary = {
-            "roc_auc": result["discrimination"]["macro"]["roc_auc"],
-            "roc_auc_ci": result["discrimination"]["macro"]["roc_auc_ci"],
-            "images": len(evaluated),
-            "source": source,
-            "report": str(out),
-        }
-        meta.setdefault("metrics", {}).setdefault("evaluation", {})[split] = summary
-        write_meta(meta, artifact.path)
-        log.info(
-            "thresholds%s stored in %s", " and temperatures" if calibrate else "", artifact.path
-        )
-    elif not store:
-        log.info(
-            "%s is a shipped model: pass --update-model to store its thresholds", artifact.path
-        )
-    log.info("report written to %s", out / "report.html")
-    return result
+    meta["decision_rule"] = result["decision_rule"]
+    meta["referral"] = referral_rule
+    macro = result["discrimination"]["macro"]
+    evaluation = meta.setdefault("metrics", {}).setdefault("evaluation", {})
+    evaluation[key] = {
+        "roc_auc": macro["roc_auc"],
+        "roc_auc_ci": macro["roc_auc_ci"],
+        "images": result["evaluated"]["images"],
+        "source": result["evaluated"]["source"],
+        "report": str(out),
+    }
+    write_meta(meta, artifact.path)
 
 
 def _figures(result, artifact, df, y, mask, probabilities, uncalibrated, out: Path) -> dict:
@@ -357,7 +388,7 @@ def _figures(result, artifact, df, y, mask, probabilities, uncalibrated, out: Pa
     labels, rule = result["labels"], result["decision_rule"]
     thresholds = {r: list(t.values()) for r, t in result["thresholds"].items()}
     fig_dir = out / "figures"
-    shown = {r: values for r, values in thresholds.items() if r != "0.5"}
+    shown = {r: values for r, values in thresholds.items() if r != "default"}
     reliability = {"uncalibrated": uncalibrated}
     if "temperature_scaled" in result["calibration"]:
         reliability["temperature-scaled"] = probabilities

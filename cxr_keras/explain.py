@@ -130,6 +130,7 @@ def explain(
     artifact = model if isinstance(model, Artifact) else load_artifact(model)
     predictor = Predictor(artifact)
     names = artifact.labels
+    labels = [labels] if isinstance(labels, str) else labels
     for label in labels or []:
         if label not in names:
             raise ValueError(f"--label {label!r}: the model predicts {names}")

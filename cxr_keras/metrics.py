@@ -94,6 +94,8 @@ def bootstrap_auc(
     resamples were valid.
     """
     y, p, mask = np.asarray(y), np.asarray(p), np.asarray(mask)
+    if not groups:
+        raise ValueError("bootstrap: no rows to resample")
     all_rows = np.arange(len(y))
     rocs, _, _, _ = _aucs(y, p, mask, all_rows)
     defined = [r is not None for r in rocs]
@@ -185,7 +187,10 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
 
     y = np.asarray(y).astype(int)
     predicted = (np.asarray(p) >= threshold).astype(int)
-    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, predicted, labels=[0, 1]).ravel())
+    if len(y) == 0:  # no known entries: every count 0, every rate undefined
+        tn = fp = fn = tp = 0
+    else:
+        tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, predicted, labels=[0, 1]).ravel())
 
     def ratio(a, b):
         return a / b if b else None

@@ -271,15 +271,15 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
     if result["subgroups"]:
         report.heading("Subgroups")
         rows = []
+        multi = len(result["labels"]) > 1
         for name, groups in result["subgroups"].items():
             for value, block in groups.items():
-                m = (
-                    block["macro"]
-                    if len(result["labels"]) > 1
-                    else next(iter(block["labels"].values()))
-                )
-                rows.append([name, value, block["images"], m["roc_auc"], _ci(m["roc_auc_ci"])])
-        report.table(["subgroup", "value", "images", "ROC AUC", "95% CI"], rows)
+                m = block["macro"] if multi else next(iter(block["labels"].values()))
+                row = [name, value, block["images"], m["roc_auc"], _ci(m["roc_auc_ci"])]
+                # a subgroup's macro covers the labels with both classes in it: say how many
+                rows.append([*row, len(m["over_labels"])] if multi else row)
+        header = ["subgroup", "value", "images", "ROC AUC", "95% CI"]
+        report.table([*header, "labels in macro"] if multi else header, rows)
         resamples = next(iter(next(iter(result["subgroups"].values())).values()))["bootstrap"]
         report.paragraph(
             f"Subgroup intervals: {resamples['resamples']} bootstrap resamples each "

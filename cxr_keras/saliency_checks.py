@@ -30,6 +30,8 @@ __all__ = ["box_iou", "deletion_insertion", "pointing_game", "randomization_chec
 def pointing_game(heatmap: np.ndarray, box: Sequence[float], tolerance: int = 0) -> bool:
     """True when the heatmap's maximum lies within ``tolerance`` px of the box
     ``(x, y, width, height)`` (pixels of the heatmap's image)."""
+    if not np.any(np.asarray(heatmap) > 0):  # an empty map points nowhere
+        return False
     row, col = np.unravel_index(int(np.argmax(heatmap)), np.shape(heatmap))
     x, y, w, h = box
     return bool(
@@ -88,12 +90,19 @@ def deletion_insertion(
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation of two maps; NaN when one is constant (no ranking to compare)."""
     from scipy.stats import spearmanr
 
     a, b = np.ravel(a), np.ravel(b)
-    if a.std() == 0 or b.std() == 0:  # a constant map has no ranking to compare
-        return 0.0
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
     return float(spearmanr(a, b).statistic)
+
+
+def _learned(layer) -> list:
+    """A layer's learned weights, trainable or frozen (not BatchNorm's moving statistics,
+    which are measured, not learned)."""
+    return [w for w in layer.weights if not w.name.split("/")[-1].startswith("moving_")]
 
 
 def _reinitialized(layer, weight, rng) -> np.ndarray:
@@ -119,7 +128,8 @@ def randomization_check(
     seed: int = 0,
 ) -> list[dict]:
     """Cascading randomisation, top down, in ``stages`` cumulative steps over the layers
-    with trainable weights (the first step re-initialises the logits layer alone). Each entry:
+    with learned weights, frozen ones included (the first step re-initialises the logits
+    layer alone). Each entry:
     which layers are randomised so far and the mean Spearman correlation between the
     trained and the randomised model's maps (1.0 = unchanged). The model is not modified.
     """
@@ -131,25 +141,29 @@ def randomization_check(
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     _, reference = GradCam(model, [layer], method)(images, [label_index])
-    layers = [lay for lay in _walk(clone) if lay.trainable_weights][::-1]  # top first
+    layers = [lay for lay in _walk(clone) if _learned(lay)][::-1]  # top first, frozen too
+    if not layers:
+        raise ValueError(f"model {model.name!r} has no weights to randomise")
     cuts = sorted({1, *np.linspace(1, len(layers), stages).round().astype(int).tolist()})
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     results, done = [], 0
     for cut in cuts:
         for lay in layers[done:cut]:
-            for weight in lay.trainable_weights:
+            for weight in _learned(lay):
                 weight.assign(_reinitialized(lay, weight, rng))
         done = cut
         _, maps = GradCam(clone, [layer], method)(images, [label_index])
-        correlations = [
-            _spearman(reference[layer][i, 0], maps[layer][i, 0]) for i in range(len(images))
-        ]
+        correlations = np.array(
+            [_spearman(reference[layer][i, 0], maps[layer][i, 0]) for i in range(len(images))]
+        )
+        defined = correlations[~np.isnan(correlations)]
         results.append(
             {
                 "randomized_layers": cut,
                 "down_to": layers[cut - 1].name,
-                "spearman": float(np.mean(correlations)),
+                "spearman": float(defined.mean()) if len(defined) else None,
+                "images_compared": len(defined),
             }
         )
     return results

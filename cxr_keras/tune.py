@@ -250,6 +250,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
+def _finished_before(spec_path: Path, spec: dict) -> bool:
+    """True when this very execution (same values, epochs and parent) already finished:
+    its spec and result are on disk. A search killed between a trial's end and the
+    oracle's record of it then does not train that trial again."""
+    if not (spec_path.is_file() and Path(spec["result"]).is_file()):
+        return False
+    try:
+        old = json.loads(spec_path.read_text(encoding="utf-8"))
+        json.loads(Path(spec["result"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    keys = ("values", "epochs", "initial_epoch", "parent_checkpoint", "checkpoint")
+    return all(old.get(k) == spec.get(k) for k in keys) and Path(spec["checkpoint"]).exists()
+
+
 def _isolated_trial(tuner, trial, cfg: Config, directory: Path, kwargs: dict) -> list[dict]:
     """Run one trial in a fresh Python process and return its best epoch's metrics.
 
@@ -283,6 +298,9 @@ def _isolated_trial(tuner, trial, cfg: Config, directory: Path, kwargs: dict) ->
             "progress": tuner.hypermodel_progress,
         }
         spec_path = trial_dir / f"spec_{execution}.json"
+        if _finished_before(spec_path, spec):  # killed after training, before the oracle
+            results.append(json.loads(Path(spec["result"]).read_text(encoding="utf-8")))
+            continue  # its result and best weights are on disk: keep them
         spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
         Path(spec["result"]).unlink(missing_ok=True)
         code = subprocess.call(
@@ -401,8 +419,14 @@ def _make_tuner(cfg: Config, hypermodel, directory: Path, progress: bool = True)
                 "peak_rss_mb": round(peak, 1),
                 "tuner_rss_mb": round(_current_rss_mb(), 1),
             }
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+            logged = log_path.is_file() and any(
+                json.loads(line)["trial_id"] == trial.trial_id
+                for line in log_path.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            )
+            if not logged:  # a trial recovered from disk after a kill is logged once
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
             return results
 
         def on_trial_end(self, trial):
@@ -617,18 +641,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port: int, chief: subprocess.Popen, limit_s: float = 300.0) -> None:
-    """Block until the chief oracle listens: workers started earlier would spend their
-    start-up racing a server that is still importing TensorFlow."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
+def _wait_for_port(port: int, chief: subprocess.Popen) -> None:
+    """Block until the chief oracle listens (it first prepares the data, which takes
+    minutes on a large dataset): workers started earlier would race a server that is not
+    there. Fails only if the chief exits."""
+    while True:
         if chief.poll() is not None:
             raise RuntimeError(f"distributed tuning: the chief exited with {chief.returncode}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"distributed tuning: the chief did not listen on port {port}")
 
 
 def tune_distributed(

@@ -58,7 +58,7 @@ def test_report_files_and_numbers(evaluated):
     assert metrics["discrimination"]["bootstrap"]["resamples"] == 200
     assert metrics["discrimination"]["bootstrap"]["unit"] == "patient"
     at = metrics["at_thresholds"]
-    assert set(at) == {"0.5", "youden", "f1_max", "sensitivity_0.95"}
+    assert set(at) == {"default", "youden", "f1_max", "sensitivity_0.95"}
     decision = at["youden"]["PNEUMONIA"]
     assert decision["tp"] + decision["fn"] == int(predictions["PNEUMONIA"].sum())
     assert decision["tp"] + decision["fp"] == int(predictions["decision_PNEUMONIA"].sum())
@@ -156,6 +156,7 @@ def test_errors_name_the_problem(trained_artifact, tmp_path):
         (["--data", str(tmp_path / "nope.csv")], "no such file"),
         (["--min-sensitivity", "1.5"], "min-sensitivity"),
         (["--referral-band", "0.7"], "referral band"),
+        (["--decision-rule", "0.5"], "--decision-rule '0.5'"),
     ):
         command = [sys.executable, "-m", "cxr_keras.evaluate", "--model", str(model), *argv]
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -209,3 +210,16 @@ def test_multilabel_with_masked_labels_and_subgroups(tmp_path):
     assert sum(g["images"] for g in result["subgroups"]["sex"].values()) == len(manifest)
     assert set(result["subgroups"]["view"]) <= {"PA", "AP"}
     shutil.rmtree(tmp_path / "nih" / "train", ignore_errors=True)
+
+
+def test_without_its_training_data_the_stored_rule_is_used(trained_artifact, tmp_path):
+    model = copy_artifact(trained_artifact.path, tmp_path / "model")
+    meta = json.loads((model / "cxr_model.json").read_text())
+    meta["data"]["config"]["root"] = str(tmp_path / "moved_away")
+    (model / "cxr_model.json").write_text(json.dumps(meta))
+    data = select_split(artifact_manifest(trained_artifact), "test", "test")
+    result = evaluate(model, data=data, split="all", out=tmp_path / "out", bootstrap=100)
+    assert result["decision_rule"] == "default"  # what the artifact names, not "youden"
+    assert "stored in the artifact" in result["threshold_source"]
+    assert result["at_thresholds"]["default"]["PNEUMONIA"]["threshold"] == 0.5
+    assert "manifest_all" in load_artifact(model).meta["metrics"]["evaluation"]

@@ -180,3 +180,9 @@ def test_temperature_scaling_fixes_an_over_confident_model():
 def test_temperature_of_a_single_class_label_stays_one():
     logits = np.array([[2.0], [3.0], [1.0]])
     assert fit_temperature(logits, np.ones_like(logits), np.ones_like(logits)) == [1.0]
+
+
+def test_a_label_with_no_known_entries_has_counts_zero_and_rates_undefined():
+    m = threshold_metrics(np.array([]), np.array([]), 0.5)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (0, 0, 0, 0)
+    assert m["accuracy"] is None and m["sensitivity"] is None

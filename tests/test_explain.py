@@ -290,3 +290,14 @@ def test_gradcam_on_registry_backbones(backbone, films):
     heat = maps[built.feature_layer]
     assert heat.shape == (2, 2, 80, 80) and np.isfinite(heat).all() and heat.min() >= 0
     np.testing.assert_allclose(logits, built.model.predict(x80[:2], verbose=0), atol=1e-4)
+
+
+def test_randomisation_reaches_frozen_layers_and_empty_maps_point_nowhere(films):
+    from cxr_keras.models.build import set_trainable
+
+    _, x = films
+    built = build_model(ModelConfig(filters=[4, 8]), ImageSpec(size=64), ["A"])
+    set_trainable(built, "backbone")  # only the head trains
+    stages = randomization_check(built.model, x[:2], built.feature_layer, 0, stages=2)
+    assert stages[-1]["down_to"] == "block1_conv1"  # the frozen backbone is randomised too
+    assert not pointing_game(np.zeros((10, 10)), (0, 0, 3, 3))

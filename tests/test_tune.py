@@ -185,3 +185,28 @@ def test_a_changed_config_is_not_mixed_into_an_earlier_search(tmp_path):
     tune(cfg, run_dir=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="different config"):
         tune(_search_config("changed", 2), run_dir=tmp_path, progress=False)
+
+
+def test_a_trial_finished_before_a_kill_is_recognised(tmp_path):
+    """Killed after a trial's process wrote its result but before the oracle recorded it:
+    the resumed search takes the result from disk instead of training again."""
+    from cxr_keras.tune import _finished_before
+
+    spec = {
+        "values": {"model.dropout": 0.2},
+        "epochs": 2,
+        "initial_epoch": 0,
+        "parent_checkpoint": None,
+        "checkpoint": str(tmp_path / "checkpoint.weights.h5"),
+        "result": str(tmp_path / "result_0.json"),
+    }
+    spec_path = tmp_path / "spec_0.json"
+    spec_path.write_text(json.dumps(spec))
+    assert not _finished_before(spec_path, spec)  # no result yet
+    (tmp_path / "result_0.json").write_text(json.dumps({"val_auc": 0.8, "epochs": 2}))
+    assert not _finished_before(spec_path, spec)  # no best weights
+    (tmp_path / "checkpoint.weights.h5").write_bytes(b"weights")
+    assert _finished_before(spec_path, spec)
+    assert not _finished_before(spec_path, {**spec, "values": {"model.dropout": 0.3}})
+    (tmp_path / "result_0.json").write_text("{trunc")
+    assert not _finished_before(spec_path, spec)  # a half-written result is run again

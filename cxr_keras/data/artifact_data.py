@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxr_keras.config import ConfigError, DataConfig, load_config, section_from_dict
+from cxr_keras.data.manifest import check_manifest
 
 __all__ = ["artifact_manifest", "evaluation_frames", "select_split"]
 
@@ -92,12 +93,16 @@ def evaluation_frames(
     """(rows to evaluate, the artifact's validation rows or None, a sentence saying where
     they came from). Validation is None when the training data cannot be found: the
     stored thresholds and temperature are then used as they are."""
+    own = val = None
     try:
         own = artifact_manifest(artifact)
-        val = select_split(own, "val", "the artifact's data")
     except (OSError, ValueError, ConfigError) as exc:
-        log.warning("the artifact's validation split cannot be rebuilt (%s)", exc)
-        own, val = None, None
+        log.warning("the artifact's data cannot be rebuilt (%s)", exc)
+    if own is not None:
+        try:
+            val = select_split(own, "val", "the artifact's data")
+        except ValueError as exc:
+            log.warning("no validation split to choose thresholds on (%s)", exc)
     if data is None:
         if own is None:
             raise ValueError(
@@ -111,10 +116,13 @@ def evaluation_frames(
         if isinstance(data, pd.DataFrame):
             external.attrs = dict(data.attrs)
             data = "the given manifest"
+            if "patient_id" not in external.columns:  # each image its own bootstrap unit
+                external["patient_id"] = [f"image:{p}" for p in external["path"]]
         missing = [label for label in artifact.labels if label not in external.columns]
         if missing:
             raise ValueError(f"--data {data}: no column for the model's labels {missing}")
         external.attrs["labels"] = artifact.labels
+        check_manifest(external, artifact.labels)  # labels 0, 1 or NaN; no duplicate paths
         evaluated = select_split(external, split, f"--data {data}")
         source = f"{data} ({'all rows' if split == 'all' else f'split {split!r}'})"
     return evaluated, val, source
