@@ -1,0 +1,65 @@
+"""python -m cxr_keras.export: each format gives the .keras model's probabilities."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cxr_keras.data.io import load_image
+from cxr_keras.export import SIDECAR, TOLERANCE, export_model, exported_predict_fn
+from cxr_keras.predictor import Predictor
+from cxr_keras.sample_data import sample_files
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("fmt", ["tf_saved_model", "onnx", "litert"])
+def test_export_matches_the_keras_model(fmt, trained_artifact, tmp_path):
+    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("the [export] extra (tf2onnx, onnx, onnxruntime) is not installed")
+    target = export_model(trained_artifact, fmt, tmp_path / fmt, check=4)
+    sidecar = json.loads((tmp_path / fmt / SIDECAR).read_text())
+    assert (
+        sidecar["labels"] == ["PNEUMONIA"] and sidecar["output"]["temperature_and_sigmoid_applied"]
+    )
+    assert sidecar["thresholds"] == {"PNEUMONIA": trained_artifact.thresholds()[0]}
+    # films the check did not use, in one batch of 5: dynamic batch size, same answers
+    films = sample_files("kermany")[-5:]
+    images = np.stack([load_image(f, trained_artifact.image_spec) for f in films])
+    probabilities = exported_predict_fn(target, fmt)(images)
+    expected = Predictor(trained_artifact).predict(images).probabilities
+    assert probabilities.shape == (5, 1)
+    np.testing.assert_allclose(probabilities, expected, atol=TOLERANCE)
+
+
+def test_export_cli_with_temperature_baked_in(trained_artifact, tmp_path):
+    from cxr_keras.artifact import copy_artifact
+
+    model = copy_artifact(trained_artifact.path, tmp_path / "model")
+    meta = json.loads((model / "cxr_model.json").read_text())
+    meta["temperature"] = {"PNEUMONIA": 2.5}
+    (model / "cxr_model.json").write_text(json.dumps(meta))
+    command = [
+        sys.executable,
+        "-m",
+        "cxr_keras.export",
+        "--model",
+        str(model),
+        "--format",
+        "litert",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    check = json.loads((tmp_path / "out" / SIDECAR).read_text())["check"]
+    assert check["images"] == 8 and check["max_abs_probability_difference"] < TOLERANCE
+    films = sample_files("kermany")[:3]
+    images = np.stack([load_image(f, trained_artifact.image_spec) for f in films])
+    logits = trained_artifact.model.predict(images, verbose=0)
+    exported = exported_predict_fn(tmp_path / "out" / "model.tflite", "litert")(images)
+    np.testing.assert_allclose(exported, 1 / (1 + np.exp(-logits / 2.5)), atol=TOLERANCE)
