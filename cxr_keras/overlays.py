@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from cxr_keras.config import ImageSpec
-from cxr_keras.plots import _pyplot
+from cxr_keras.plots import _pyplot, save_figure
 
 __all__ = ["save_overlay", "to_original"]
 
@@ -88,8 +87,4 @@ def save_overlay(
     for ax in axes:
         ax.axis("off")
     fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, path, dpi=110)

@@ -31,6 +31,7 @@ __all__ = [
     "image_grid",
     "reliability_diagram",
     "roc_pr_curves",
+    "save_figure",
     "training_curves",
 ]
 
@@ -69,20 +70,17 @@ def image_grid(
                 ax.set_ylabel(row_titles[r], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, path)
 
 
 _MARKERS = ("o", "s", "^", "D", "v")
 
 
-def _save(fig, path) -> str:
+def save_figure(fig, path: str | os.PathLike, dpi: int = 90) -> str:
+    """Lay out, write (creating the folder) and close a figure; returns the path."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     _pyplot().close(fig)
     return str(path)
 
@@ -144,7 +142,7 @@ def roc_pr_curves(
     for k in range(len(labels), rows * columns):
         axes[k // columns][2 * (k % columns)].axis("off")
         axes[k // columns][2 * (k % columns) + 1].axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrices(matrices: dict[str, dict], rule: str, path: str | os.PathLike) -> str:
@@ -166,7 +164,7 @@ def confusion_matrices(matrices: dict[str, dict], rule: str, path: str | os.Path
     for k in range(len(matrices), rows * columns):
         axes[k // columns][k % columns].axis("off")
     fig.suptitle(f"confusion matrices at the {rule} thresholds", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reliability_diagram(
@@ -199,7 +197,7 @@ def reliability_diagram(
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(history: Sequence[dict], monitor: str, path: str | os.PathLike) -> str:
@@ -217,7 +215,7 @@ def training_curves(history: Sequence[dict], monitor: str, path: str | os.PathLi
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confident_errors(
@@ -234,4 +232,4 @@ def confident_errors(
             ax.set_title(captions[k], fontsize=6)
     if not images:
         axes[0][0].text(0.5, 0.5, "no errors", ha="center")
-    return _save(fig, path)
+    return save_figure(fig, path)

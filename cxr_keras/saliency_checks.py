@@ -147,13 +147,14 @@ def randomization_check(
     cuts = sorted({1, *np.linspace(1, len(layers), stages).round().astype(int).tolist()})
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
+    randomized = GradCam(clone, [layer], method)  # traced once; reads the weights as they change
     results, done = [], 0
     for cut in cuts:
         for lay in layers[done:cut]:
             for weight in _learned(lay):
                 weight.assign(_reinitialized(lay, weight, rng))
         done = cut
-        _, maps = GradCam(clone, [layer], method)(images, [label_index])
+        _, maps = randomized(images, [label_index])
         correlations = np.array(
             [_spearman(reference[layer][i, 0], maps[layer][i, 0]) for i in range(len(images))]
         )

@@ -214,6 +214,42 @@ def _history(work: Path) -> list[dict]:
     return rows
 
 
+def _build(cfg: Config, labels: list[str], mixed_precision: bool):
+    """The configured network for ``labels``."""
+    from cxr_keras.models.build import build_model
+
+    return build_model(
+        cfg.model,
+        cfg.image,
+        labels,
+        cfg.augment,
+        cfg.preprocess,
+        seed=cfg.seed,
+        mixed_precision=mixed_precision,
+    )
+
+
+def fit_datasets(cfg: Config, train_df, val_df) -> tuple:
+    """(training dataset, endless and shuffled with label mixing; validation dataset;
+    steps per epoch), as training and every tuning trial feed ``fit``."""
+    from cxr_keras.data.augment import build_label_mixing
+    from cxr_keras.data.pipeline import make_dataset
+
+    train_ds = make_dataset(
+        train_df,
+        cfg.image,
+        batch_size=cfg.data.batch_size,
+        training=True,
+        seed=cfg.seed,
+        cache=cfg.data.cache,
+        shuffle_buffer=cfg.data.shuffle_buffer,
+        label_mixing=build_label_mixing(cfg.augment, seed=cfg.seed),
+        repeat=True,
+    )
+    val_ds = make_dataset(val_df, cfg.image, batch_size=cfg.data.batch_size, cache=cfg.data.cache)
+    return train_ds, val_ds, math.ceil(len(train_df) / cfg.data.batch_size)
+
+
 def train(
     cfg: Config,
     *,
@@ -240,12 +276,9 @@ def train(
     from cxr_keras.artifact import save_artifact
     from cxr_keras.callbacks import BestCheckpoint, monitor_mode
     from cxr_keras.data import prepare_data, split_frame
-    from cxr_keras.data.augment import build_label_mixing
     from cxr_keras.data.manifest import read_manifest, save_manifest
-    from cxr_keras.data.pipeline import make_dataset
     from cxr_keras.data.stats import dataset_summary
     from cxr_keras.models.build import (
-        build_model,
         check_layer_name,
         set_trainable,
         trainable_summary,
@@ -288,19 +321,7 @@ def train(
         )
     labels = list(manifest.attrs["labels"])
     _check_monitor(cfg, labels)
-    train_ds = make_dataset(
-        train_df,
-        cfg.image,
-        batch_size=cfg.data.batch_size,
-        training=True,
-        seed=cfg.seed,
-        cache=cfg.data.cache,
-        shuffle_buffer=cfg.data.shuffle_buffer,
-        label_mixing=build_label_mixing(cfg.augment, seed=cfg.seed),
-        repeat=True,
-    )
-    steps_per_epoch = math.ceil(len(train_df) / cfg.data.batch_size)
-    val_ds = make_dataset(val_df, cfg.image, batch_size=cfg.data.batch_size, cache=cfg.data.cache)
+    train_ds, val_ds, steps_per_epoch = fit_datasets(cfg, train_df, val_df)
 
     strategy = (
         tf.distribute.MirroredStrategy()
@@ -309,15 +330,7 @@ def train(
     )
     mixed = _use_mixed_precision(cfg.training.mixed_precision)
     with strategy.scope():
-        built = build_model(
-            cfg.model,
-            cfg.image,
-            labels,
-            cfg.augment,
-            cfg.preprocess,
-            seed=cfg.seed,
-            mixed_precision=mixed,
-        )
+        built = _build(cfg, labels, mixed)
     model = built.model
     phases = _phases(cfg)
     for phase in phases:  # a misspelt layer must fail now, not after hours of phase 1
@@ -382,15 +395,7 @@ def train(
         k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()
     }
     # Export a clean float32 copy: no optimizer state, no float16 compute on a CPU.
-    exported = build_model(
-        cfg.model,
-        cfg.image,
-        labels,
-        cfg.augment,
-        cfg.preprocess,
-        seed=cfg.seed,
-        mixed_precision=False,
-    )
+    exported = _build(cfg, labels, mixed_precision=False)
     exported.model.set_weights(model.get_weights())
     history = _history(work)
     meta = {

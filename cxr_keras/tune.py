@@ -170,31 +170,15 @@ class _HyperModel:
 
     def datasets(self, cfg: Config):
         from cxr_keras.data import split_frame
-        from cxr_keras.data.augment import build_label_mixing
-        from cxr_keras.data.pipeline import make_dataset
+        from cxr_keras.train import fit_datasets
 
         key = json.dumps(
             [config_to_dict(cfg.image), cfg.data.batch_size, config_to_dict(cfg.augment)]
         )
         if key not in self._datasets:
-            train_df = split_frame(self.manifest, "train")
-            val_df = split_frame(self.manifest, "val")
-            train_ds = make_dataset(
-                train_df,
-                cfg.image,
-                batch_size=cfg.data.batch_size,
-                training=True,
-                seed=cfg.seed,
-                cache=cfg.data.cache,
-                shuffle_buffer=cfg.data.shuffle_buffer,
-                label_mixing=build_label_mixing(cfg.augment, seed=cfg.seed),
-                repeat=True,
+            self._datasets[key] = fit_datasets(
+                cfg, split_frame(self.manifest, "train"), split_frame(self.manifest, "val")
             )
-            val_ds = make_dataset(
-                val_df, cfg.image, batch_size=cfg.data.batch_size, cache=cfg.data.cache
-            )
-            steps = -(-len(train_df) // cfg.data.batch_size)
-            self._datasets[key] = (train_ds, val_ds, steps)
         return self._datasets[key]
 
     def fit(self, hp, model, **kwargs):
@@ -540,7 +524,7 @@ def _write_outputs(cfg: Config, tuner, run_dir: Path) -> dict:
 
 
 def _plot(rows: list[dict], cfg: Config, path: Path) -> None:
-    from cxr_keras.plots import _pyplot
+    from cxr_keras.plots import _pyplot, save_figure
 
     plt = _pyplot()
     scored = [(i, r["objective"]) for i, r in enumerate(rows) if r["objective"] is not None]
@@ -561,9 +545,7 @@ def _plot(rows: list[dict], cfg: Config, path: Path) -> None:
     ax.set_xlabel("trial")
     ax.set_ylabel(cfg.search.objective)
     ax.set_title(f"{cfg.name}: {cfg.search.oracle} search", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -70,3 +70,53 @@ def trained_artifact(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("runs") / "fixture"
     return train(tiny_config(), run_dir=run_dir, progress=False)
+
+
+def tiny_nih_model(run_dir: Path, name: str, labels: list[str], test: float = 0.3):
+    """A one-epoch 64 px multi-label model of the bundled NIH sample, for these findings."""
+    from cxr_keras.train import train
+
+    cfg = tiny_config(
+        name,
+        data={
+            "source": "csv",
+            "root": "sample:nih",
+            "csv": "sample:nih/labels.csv",
+            "finding_column": "finding_labels",
+            "patient_column": "patient_id",
+            "view_column": "view",
+            "labels": labels,
+            "split": {"method": "patient", "val": 0.3, "test": test},
+        },
+        training={"epochs": 1},
+    )
+    return train(cfg, run_dir=run_dir, progress=False)
+
+
+def subprocess_env() -> dict:
+    """The environment for running the package's CLIs from a test."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+
+
+def kill_when(command: list[str], cwd: Path, ready, timeout: float = 240) -> None:
+    """Start ``command``, wait until ``ready()`` (or the timeout), then SIGKILL its whole
+    process group: the way a run is interrupted in the resume tests."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and not ready():
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)

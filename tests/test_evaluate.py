@@ -21,7 +21,7 @@ from cxr_keras.evaluate import evaluate
 from cxr_keras.operating_points import youden_threshold
 from cxr_keras.predictor import Predictor
 from cxr_keras.sample_data import sample_files
-from tests.conftest import REPO, tiny_config
+from tests.conftest import REPO, tiny_nih_model
 
 
 @pytest.fixture(scope="module")
@@ -164,24 +164,8 @@ def test_errors_name_the_problem(trained_artifact, tmp_path):
 
 
 def test_multilabel_with_masked_labels_and_subgroups(tmp_path):
-    from cxr_keras.train import train
-
     labels = ["Effusion", "Infiltration", "Atelectasis", "Hernia"]
-    cfg = tiny_config(
-        "nih_eval",
-        data={
-            "source": "csv",
-            "root": "sample:nih",
-            "csv": "sample:nih/labels.csv",
-            "finding_column": "finding_labels",
-            "patient_column": "patient_id",
-            "view_column": "view",
-            "labels": labels,
-            "split": {"method": "patient", "val": 0.3, "test": 0.3},
-        },
-        training={"epochs": 1},
-    )
-    artifact = train(cfg, run_dir=tmp_path / "nih", progress=False)
+    artifact = tiny_nih_model(tmp_path / "nih", "nih_eval", labels)
     # mark some labels unknown in the evaluated manifest, as CheXpert's uncertain ones are
     manifest = select_split(artifact_manifest(artifact), "test", "test")
     manifest.loc[manifest.index[:5], "Effusion"] = np.nan

@@ -234,24 +234,10 @@ def test_boxes_are_scored_and_checks_reported(tmp_path):
     from cxr_keras.config import resolve_path
     from cxr_keras.explain import explain
     from cxr_keras.saliency_checks import box_iou as iou
-    from cxr_keras.train import train
-    from tests.conftest import tiny_config
+    from tests.conftest import tiny_nih_model
 
     labels = ["Cardiomegaly", "Nodule", "Pneumonia"]
-    cfg = tiny_config(
-        "nih_boxes",
-        data={
-            "source": "csv",
-            "root": "sample:nih",
-            "csv": "sample:nih/labels.csv",
-            "finding_column": "finding_labels",
-            "patient_column": "patient_id",
-            "labels": labels,
-            "split": {"method": "patient", "val": 0.3, "test": 0.0},
-        },
-        training={"epochs": 1},
-    )
-    artifact = train(cfg, run_dir=tmp_path / "nih", progress=False)
+    artifact = tiny_nih_model(tmp_path / "nih", "nih_boxes", labels, test=0.0)
     boxes_csv = resolve_path("sample:nih/bbox.csv")
     boxes = pd.read_csv(boxes_csv)
     boxes = boxes[boxes["finding"].isin(labels)]

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_config
+from conftest import kill_when, subprocess_env, tiny_config
 
 from cxr_keras.artifact import load_artifact
 from cxr_keras.config import ConfigError, config_to_dict
@@ -23,10 +20,6 @@ from cxr_keras.sample_data import sample_files
 from cxr_keras.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _env():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
 
 
 def test_artifact_describes_the_model(trained_artifact):
@@ -67,7 +60,7 @@ def test_artifact_reloads_in_a_fresh_process_with_identical_predictions(trained_
             str(tmp_path / "images.npy"),
             str(tmp_path / "out.npy"),
         ],
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=180,
@@ -103,27 +96,12 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path):
     config.write_text(yaml.safe_dump(config_to_dict(cfg)))
     log = tmp_path / "runs" / "resume" / "train" / "log.csv"
     command = [sys.executable, "-m", "cxr_keras.train", "--config", str(config)]
-    first = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and (
-            not log.is_file() or len(log.read_text().splitlines()) < 3
-        ):
-            time.sleep(0.05)  # wait for two finished epochs (header + 2 rows)
-        os.killpg(first.pid, signal.SIGKILL)
-    finally:
-        first.wait(timeout=30)
+    # wait for two finished epochs (header + 2 rows)
+    kill_when(command, tmp_path, lambda: log.is_file() and len(log.read_text().splitlines()) >= 3)
     rows_at_kill = len(log.read_text().splitlines()) - 1
     assert 2 <= rows_at_kill < 6, "the kill came too late to test a resume"
     second = subprocess.run(
-        command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+        command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
     )
     assert second.returncode == 0, second.stderr
     started = int(
@@ -170,7 +148,7 @@ def test_same_seed_with_op_determinism_gives_the_same_model(tmp_path):
         result = subprocess.run(
             [sys.executable, "-m", "cxr_keras.train", "--config", str(config), "--run-name", run],
             cwd=tmp_path,
-            env=_env(),
+            env=subprocess_env(),
             capture_output=True,
             text=True,
             timeout=300,

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras_tuner as kt
 import pytest
 import yaml
-from conftest import tiny_config
+from conftest import kill_when, subprocess_env, tiny_config
 
 from cxr_keras.config import ConfigError, config_from_dict, config_to_dict
 from cxr_keras.tune import load_best_hparams, register_space, tune
@@ -33,10 +30,6 @@ def _search_config(name: str, trials: int, **search):
         training={"epochs": 2},
         search={"max_trials": trials, "epochs": 1, "space": SPACE, **search},
     )
-
-
-def _env():
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -75,7 +68,7 @@ def test_search_writes_its_outputs_and_train_uses_the_best_trial(tmp_path):
             "training.epochs=1",
         ],
         cwd=tmp_path,
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -93,25 +86,11 @@ def test_interrupted_search_resumes_without_repeating_trials(tmp_path):
     config.write_text(yaml.safe_dump(config_to_dict(cfg)))
     log = tmp_path / "runs" / "resume" / "tune" / "trial_log.jsonl"
     command = [sys.executable, "-m", "cxr_keras.tune", "--config", str(config)]
-    first = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and not (log.is_file() and log.read_text().strip()):
-            time.sleep(0.1)
-        os.killpg(first.pid, signal.SIGKILL)
-    finally:
-        first.wait(timeout=30)
+    kill_when(command, tmp_path, lambda: log.is_file() and bool(log.read_text().strip()))
     finished_before = [json.loads(line)["trial_id"] for line in log.read_text().splitlines()]
     assert 1 <= len(finished_before) < 3, "the kill came too late to test a resume"
     again = subprocess.run(
-        command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400
+        command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=400
     )
     assert again.returncode == 0, again.stderr
     runs = [json.loads(line)["trial_id"] for line in log.read_text().splitlines()]
@@ -128,7 +107,7 @@ def test_distributed_search_runs_trials_on_both_workers(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "cxr_keras.tune", "--config", str(config), "--workers", "2"],
         cwd=tmp_path,
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=500,
