@@ -455,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes for referral")
     parser.add_argument(
-        "--decision-rule", default="youden", help="the rule predict and the app use"
+        "--decision-rule",
+        help="the rule predict and the app use (default youden; without a validation split, "
+        "the artifact's own)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -207,3 +207,23 @@ def test_without_its_training_data_the_stored_rule_is_used(trained_artifact, tmp
     assert "stored in the artifact" in result["threshold_source"]
     assert result["at_thresholds"]["default"]["PNEUMONIA"]["threshold"] == 0.5
     assert "manifest_all" in load_artifact(model).meta["metrics"]["evaluation"]
+    csv = tmp_path / "test.csv"
+    data.to_csv(csv, index=False)
+    command = [
+        sys.executable,
+        "-m",
+        "cxr_keras.evaluate",
+        "--model",
+        str(model),
+        "--data",
+        str(csv),
+        "--split",
+        "all",
+        "--out",
+        str(tmp_path / "cli"),
+        "--bootstrap",
+        "100",
+    ]
+    cli = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]  # the command line defaults the same way
+    assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["decision_rule"] == "default"
