@@ -97,8 +97,9 @@ def test_thresholds_come_from_validation_and_are_stored(evaluated):
 def test_a_shipped_model_changes_only_with_the_flag(trained_artifact, tmp_path):
     shipped = copy_artifact(trained_artifact.path, tmp_path / "models" / "pneumonia")
     before = (shipped / "cxr_model.json").read_text()
-    evaluate(shipped, split="val", out=tmp_path / "out", bootstrap=100)
+    result = evaluate(shipped, split="val", out=tmp_path / "out", bootstrap=100)
     assert (shipped / "cxr_model.json").read_text() == before
+    assert any("optimistic" in note for note in result["notes"])  # val chose the thresholds
     evaluate(shipped, split="val", out=tmp_path / "out", bootstrap=100, update_model=True)
     assert load_artifact(shipped).decision_rule == "youden"
 

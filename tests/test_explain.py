@@ -190,6 +190,8 @@ def test_referral_rule():
 
 
 def test_explain_cli_writes_overlays_at_the_original_size(trained_artifact, tmp_path):
+    from cxr_keras.explain import explain
+
     files = [str(f) for f in sample_files("kermany")[:2]] + [str(sample_files("dicom")[0])]
     bad = tmp_path / "empty.png"
     bad.write_bytes(b"")
@@ -225,6 +227,10 @@ def test_explain_cli_writes_overlays_at_the_original_size(trained_artifact, tmp_
         assert set(entry["mc_dropout"]["PNEUMONIA"]) == {"mean", "std", "entropy"}
         assert isinstance(entry["refer"], bool)
     assert "skipped" in result.stdout
+    one = explain(
+        trained_artifact, files[:1], labels="PNEUMONIA", out=tmp_path / "one", mc_passes=0
+    )
+    assert [x["label"] for x in one["images"][0]["explained"]] == ["PNEUMONIA"]
 
 
 def test_boxes_are_scored_and_checks_reported(tmp_path):
