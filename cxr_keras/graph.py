@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["find_layer", "rebuild", "spatial_layers"]
+__all__ = ["find_layer", "rebuild", "spatial_layers", "split_before"]
 
 
 def _functional(layer):
@@ -74,16 +74,20 @@ def spatial_layers(model) -> list[str]:
     return names
 
 
-def _run(model, inputs, seen: dict, training_for: Callable | None):
+def _run(model, inputs, seen: dict, training_for: Callable | None, fed: dict | None = None):
     """Run ``model``'s graph on ``inputs`` one layer at a time, nested models inlined;
-    record each layer's output in ``seen`` by layer name."""
+    record each layer's output in ``seen`` (and its call arguments in ``fed``) by name."""
 
     def operation_fn(op):
         inner = _functional(op)
 
         def call(*args, **kwargs):
+            if fed is not None:
+                fed[op.name] = args
             if inner is not None:
-                out = _run(inner, args[0] if len(args) == 1 else list(args), seen, training_for)
+                out = _run(
+                    inner, args[0] if len(args) == 1 else list(args), seen, training_for, fed
+                )
             else:
                 if training_for is not None and "training" in getattr(
                     op, "_call_context_args", {"training"}
@@ -118,3 +122,38 @@ def rebuild(model, capture: Sequence[str] = (), training_for: Callable | None = 
     output = _run(inner, inputs, seen, training_for)
     outputs = [*(seen[name] for name in capture), output] if capture else output
     return keras.Model(inputs, outputs, name=f"{model.name}_flat")
+
+
+def split_before(model, first: Callable, training_for: Callable | None = None):
+    """``(trunk, head)`` with ``head(trunk(x)) == model(x)``: the flat graph cut at the
+    input of the first layer (in graph order) for which ``first(layer)`` is true, e.g. the
+    first Dropout, so that Monte Carlo dropout runs the trunk once and only the head per
+    pass. ``None`` when no layer matches or the head needs more than that one tensor (a
+    connection that skips over the cut). ``training_for`` as in :func:`rebuild`.
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((4,)); h = keras.layers.Dense(3, name="hidden")(x)
+        >>> y = keras.layers.Dense(1)(keras.layers.Dropout(0.5, name="drop")(h))
+        >>> trunk, head = split_before(keras.Model(x, y), lambda layer: layer.name == "drop")
+        >>> tuple(trunk.output.shape), [layer.name for layer in head.layers][1:]
+        ((None, 3), ['drop', 'dense'])
+    """
+    import keras
+
+    inner = _functional(model) or model
+    fresh = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"{t.name}_") for t in inner.inputs]
+    seen: dict = {}
+    fed: dict = {}
+    inputs = fresh[0] if len(fresh) == 1 else fresh
+    output = _run(inner, inputs, seen, training_for, fed)
+    flat = keras.Model(inputs, output, name=f"{model.name}_flat")
+    cut_layer = next((layer for layer in flat.layers if first(layer)), None)
+    if cut_layer is None or len(fed[cut_layer.name]) != 1:
+        return None
+    cut = fed[cut_layer.name][0]
+    try:
+        head = keras.Model(cut, output, name=f"{model.name}_head")
+    except ValueError:  # the output also depends on tensors before the cut
+        return None
+    return keras.Model(inputs, cut, name=f"{model.name}_trunk"), head

@@ -58,28 +58,10 @@ def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[
     return unique, problems
 
 
-def referral_reasons(
-    labels: Sequence[str], probabilities, thresholds, std, rule: dict
-) -> list[str]:
-    """Why an image is referred: labels near their threshold or uncertain under MC dropout."""
-    reasons = []
-    for j, label in enumerate(labels):
-        if abs(probabilities[j] - thresholds[j]) < rule["band"]:
-            reasons.append(
-                f"{label}: probability {probabilities[j]:.3f} within {rule['band']:g} of its "
-                f"threshold {thresholds[j]:.3f}"
-            )
-        if std is not None and std[j] > rule["max_std"]:
-            reasons.append(
-                f"{label}: uncertain (MC-dropout std {std[j]:.3f} > {rule['max_std']:g})"
-            )
-    return reasons
-
-
 def _answers(artifact, predictor, manifest, logits, rule: dict, passes: int) -> list[dict]:
     """Per file: probabilities, decisions, the referral flag and its reasons."""
     from cxr_keras.data.io import load_image
-    from cxr_keras.uncertainty import mc_dropout
+    from cxr_keras.uncertainty import mc_dropout, referral_reasons
 
     labels = artifact.labels
     answers = predictor.from_logits(logits)

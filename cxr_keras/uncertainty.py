@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +27,12 @@ from cxr_keras.calibration import sigmoid
 __all__ = [
     "DEFAULT_RULE",
     "McDropout",
+    "McDropoutSampler",
     "check_rule",
     "mc_dropout",
     "predictive_entropy",
     "refer",
+    "referral_reasons",
     "rule_of",
 ]
 
@@ -53,31 +56,74 @@ def predictive_entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
+class McDropoutSampler:
+    """MC dropout with the stochastic model built once (the costly part), for callers that
+    sample many times, such as the app.
+
+    The graph is cut before the first Dropout layer (:func:`cxr_keras.graph.split_before`):
+    everything before it is deterministic, so it runs once per image and only the head
+    runs per pass (for cxr-keras models, the dropout and dense layers after pooling). Each
+    image's head input is repeated ``passes`` times inside a batch: Dropout draws its mask
+    per batch row, so the rows are independent passes. A model the cut does not fit runs
+    whole per pass.
+    """
+
+    def __init__(self, model):
+        import keras
+        import tensorflow as tf
+
+        from cxr_keras.graph import rebuild, split_before
+
+        def is_dropout(layer) -> bool:
+            return isinstance(layer, keras.layers.Dropout)
+
+        split = split_before(model, is_dropout, training_for=is_dropout)
+        if split is None:
+            trunk, head = None, rebuild(model, training_for=is_dropout)
+        else:
+            trunk, head = split
+        self.split = split is not None
+        self._trunk = None if trunk is None else tf.function(trunk, reduce_retracing=True)
+        self._head = tf.function(head, reduce_retracing=True)
+
+    def __call__(
+        self, images: np.ndarray, temperatures, passes: int = 20, seed: int = 0, batch_size=32
+    ) -> McDropout:
+        """Statistics of model inputs (n, H, W, 1), temperature applied per label."""
+        import keras
+
+        if passes < 2:
+            raise ValueError(f"MC dropout needs at least 2 passes, got {passes}")
+        keras.utils.set_random_seed(seed)
+        images = np.asarray(images, np.float32)
+        if self._trunk is not None:  # deterministic part once, in batches
+            images = np.concatenate(
+                [
+                    np.asarray(self._trunk(images[i : i + batch_size]))
+                    for i in range(0, len(images), batch_size)
+                ]
+            )
+            batch_size *= passes  # head inputs are small: a whole chunk per call
+        tiled = np.repeat(images, passes, axis=0)
+        logits = np.concatenate(
+            [
+                np.asarray(self._head(tiled[i : i + batch_size]), np.float64)
+                for i in range(0, len(tiled), batch_size)
+            ]
+        )
+        samples = sigmoid(logits.reshape(len(images), passes, -1) / np.asarray(temperatures))
+        mean = samples.mean(axis=1)
+        return McDropout(mean, samples.std(axis=1), predictive_entropy(mean), passes)
+
+
 def mc_dropout(
     model, images: np.ndarray, temperatures, passes: int = 20, seed: int = 0, batch_size: int = 32
 ) -> McDropout:
-    """MC-dropout statistics of model inputs (n, H, W, 1), temperature applied per label."""
-    import keras
-
-    from cxr_keras.graph import rebuild
-
+    """MC-dropout statistics of model inputs (n, H, W, 1), temperature applied per label
+    (one-off: builds a :class:`McDropoutSampler`)."""
     if passes < 2:
         raise ValueError(f"MC dropout needs at least 2 passes, got {passes}")
-    stochastic = rebuild(model, training_for=lambda layer: isinstance(layer, keras.layers.Dropout))
-    keras.utils.set_random_seed(seed)
-    temperatures = np.asarray(temperatures, np.float64)
-    samples = []
-    for _ in range(passes):
-        logits = np.concatenate(
-            [
-                np.asarray(stochastic(images[i : i + batch_size]), np.float64)
-                for i in range(0, len(images), batch_size)
-            ]
-        )
-        samples.append(sigmoid(logits / temperatures))
-    samples = np.stack(samples)
-    mean = samples.mean(axis=0)
-    return McDropout(mean, samples.std(axis=0), predictive_entropy(mean), passes)
+    return McDropoutSampler(model)(images, temperatures, passes, seed, batch_size)
 
 
 def check_rule(rule: dict) -> dict:
@@ -105,3 +151,27 @@ def refer(probabilities: np.ndarray, thresholds, std: np.ndarray | None, rule: d
     if std is not None:
         flag |= np.asarray(std) > float(rule["max_std"])
     return flag
+
+
+def referral_reasons(
+    labels: Sequence[str], probabilities, thresholds, std, rule: dict
+) -> list[str]:
+    """Why one image is referred (empty: not referred): labels near their threshold, or
+    uncertain under MC dropout (``std`` per label, or None without MC dropout).
+
+    Example:
+        >>> referral_reasons(["PNEUMONIA"], [0.52], [0.5], None, {"band": 0.05, "max_std": 0.1})
+        ['PNEUMONIA: probability 0.520 within 0.05 of its threshold 0.500']
+    """
+    reasons = []
+    for j, label in enumerate(labels):
+        if abs(probabilities[j] - thresholds[j]) < rule["band"]:
+            reasons.append(
+                f"{label}: probability {probabilities[j]:.3f} within {rule['band']:g} of its "
+                f"threshold {thresholds[j]:.3f}"
+            )
+        if std is not None and std[j] > rule["max_std"]:
+            reasons.append(
+                f"{label}: uncertain (MC-dropout std {std[j]:.3f} > {rule['max_std']:g})"
+            )
+    return reasons

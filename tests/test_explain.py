@@ -183,6 +183,31 @@ def test_mc_dropout_variance_comes_from_dropout_only(films):
     assert predictive_entropy(np.array([0.5]))[0] == pytest.approx(np.log(2))
 
 
+def test_mc_dropout_runs_only_the_head_per_pass_with_the_same_statistics(films):
+    import keras
+
+    from cxr_keras.graph import rebuild, split_before
+    from cxr_keras.uncertainty import McDropoutSampler
+
+    _, x = films
+    spec = ImageSpec(size=64)
+    model = build_model(ModelConfig(filters=[4, 8], dropout=0.5), spec, ["A", "B"], seed=3).model
+    trunk, head = split_before(model, lambda layer: isinstance(layer, keras.layers.Dropout))
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in trunk.layers)
+    np.testing.assert_allclose(
+        np.asarray(head(trunk(x))), np.asarray(model(x, training=False)), atol=1e-5
+    )
+    sampler = McDropoutSampler(model)
+    assert sampler.split
+    split = sampler(x, [1.0, 1.0], passes=300)
+    dropout = rebuild(model, training_for=lambda layer: isinstance(layer, keras.layers.Dropout))
+    whole = np.stack([1 / (1 + np.exp(-np.asarray(dropout(x)))) for _ in range(300)])
+    # the same distribution: 300 passes estimate mean and std to within a few hundredths
+    np.testing.assert_allclose(split.mean, whole.mean(axis=0), atol=0.03)
+    np.testing.assert_allclose(split.std, whole.std(axis=0), atol=0.03)
+    assert split.std.min() > 0
+
+
 def test_referral_rule():
     p = np.array([[0.45, 0.95], [0.8, 0.2]])
     flags = refer(p, [0.5, 0.5], np.array([[0.0, 0.3], [0.0, 0.0]]), {"band": 0.1, "max_std": 0.2})
