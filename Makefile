@@ -6,7 +6,7 @@ SAMPLE := cxr_keras/sample_data
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.cxr-keras-installed
 
-.PHONY: install demo test lint bench test-minimums clean help
+.PHONY: install browser demo test lint bench test-minimums clean help
 
 help:
 	@echo "make demo   - install, then run the demo on the bundled sample (writes runs/demo/)"
@@ -22,7 +22,7 @@ $(PY):
 
 # Reinstall when the package metadata or the pinned versions change.
 $(STAMP): $(PY) setup.cfg pyproject.toml requirements/constraints.txt
-	$(PIP) install --constraint requirements/constraints.txt --editable ".[dev,export]"
+	$(PIP) install --constraint requirements/constraints.txt --editable ".[dev,export,app]"
 	@touch $@
 
 install: $(STAMP)
@@ -42,13 +42,29 @@ lint: install
 	$(PY) -m ruff check cxr_keras tests benchmarks tools
 	$(PY) -m ruff format --check cxr_keras tests benchmarks tools
 
-test: lint
+# Debian's Chromium for the app's browser tests, installed where we are root with apt;
+# elsewhere those tests skip loudly (and fail under CXR_REQUIRE_BROWSER=1, as in CI).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "browser tests: using $$(command -v chromium || command -v chromium-browser)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser tests: installing Debian's chromium"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; } \
+			|| echo "WARNING: could not install chromium: the browser tests will skip"; \
+	else \
+		echo "WARNING: no chromium and no root apt: the browser tests will skip" \
+			"(Debian/Ubuntu: sudo apt install chromium)"; \
+	fi
+
+test: lint browser
 	$(PY) -m pytest
 
 bench: install
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/explain_speed.py
+	$(PY) benchmarks/app_load.py
 
 # The lower bounds of setup.cfg, verified: the same suite on requirements/minimums.txt.
 test-minimums:

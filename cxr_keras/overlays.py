@@ -21,7 +21,7 @@ import numpy as np
 from cxr_keras.config import ImageSpec
 from cxr_keras.plots import _pyplot, save_figure
 
-__all__ = ["save_overlay", "to_original"]
+__all__ = ["blend", "save_overlay", "to_original"]
 
 MAX_DISPLAY = 1024  # the PNG's longest side; the .npy heatmap keeps the full size
 
@@ -88,3 +88,31 @@ def save_overlay(
         ax.axis("off")
     fig.suptitle(suptitle, fontsize=9)
     return save_figure(fig, path, dpi=110)
+
+
+def blend(
+    original: np.ndarray,
+    heatmap: np.ndarray,
+    alpha: float = 0.45,
+    colormap: str = "jet",
+    max_side: int = MAX_DISPLAY,
+) -> np.ndarray:
+    """A heatmap over the original's full size, coloured and blended over the X-ray, as an
+    RGB uint8 image at most ``max_side`` px on its longer side (for the app: no figure).
+
+    Example:
+        >>> blend(np.zeros((40, 20, 1)), np.ones((40, 20)), max_side=10).shape
+        (10, 5, 3)
+    """
+    from matplotlib import colormaps
+
+    image = np.asarray(original, np.float32)[..., 0]
+    heat = np.asarray(heatmap, np.float32)
+    height, width = image.shape
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        shown_h, shown_w = max(1, round(height * scale)), max(1, round(width * scale))
+        image, heat = _resize(image, shown_h, shown_w), _resize(heat, shown_h, shown_w)
+    colour = colormaps[colormap](np.clip(heat, 0, 1))[..., :3]
+    grey = np.repeat(np.clip(image, 0, 1)[..., None], 3, axis=-1)
+    return np.round(255 * ((1 - alpha) * grey + alpha * colour)).astype(np.uint8)
