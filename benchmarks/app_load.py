@@ -1,0 +1,164 @@
+"""The web app under load: concurrent clients through its HTTP API, on loopback.
+
+Starts ``python -m cxr_keras.app`` on a free 127.0.0.1 port with a model artifact
+(``--model``; by default a 224 px custom CNN with random weights, saved to a temporary
+folder: the cost of an answer does not depend on the weights), then ``--clients`` threads,
+each with its own ``gradio_client.Client``, send ``--requests`` requests in all to
+``/analyze``, cycling over real films: Kermany JPEGs from the shared data and the real
+chest DICOMs (MONOCHROME1 JPEG 2000, uncompressed, and the SIIM one). Every answer is one
+upload, its analysis (probabilities, MC-dropout referral with the artifact's passes,
+Grad-CAM overlay) and the download of the result.
+
+A request is an error when the client raises, or when the page's status shows a message
+(a real film must never be refused). Prints the latency p50/p95/max, the throughput and a
+last line ``errors: N``. Target: zero errors.
+
+Usage:
+    python benchmarks/app_load.py [--model models/<name>] [--clients 4] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def random_weights_artifact(folder: Path) -> Path:
+    """A 224 px custom-CNN artifact with random weights (for timing only)."""
+    from cxr_keras.artifact import save_artifact
+    from cxr_keras.config import ImageSpec, ModelConfig, config_to_dict
+    from cxr_keras.models.build import build_model
+
+    spec = ImageSpec(size=224)
+    built = build_model(ModelConfig(backbone="custom_cnn"), spec, ["PNEUMONIA"], seed=0)
+    meta = {
+        "name": "app-load-random-cnn",
+        "labels": ["PNEUMONIA"],
+        "image_spec": config_to_dict(spec),
+        "model": {"feature_layer": built.feature_layer},
+    }
+    return save_artifact(built.model, meta, folder / "random_cnn")
+
+
+def films(data: Path, count: int) -> list[Path]:
+    """Real films to send: Kermany JPEGs (spread over both classes) and the real DICOMs."""
+    from cxr_keras.data.sources import folder_source
+
+    jpegs = list(folder_source(data / "kermany_pneumonia").sample(n=count, random_state=0)["path"])
+    dicoms = sorted((data / "dicom").glob("*.dcm"))
+    return [Path(p) for p in jpegs] + dicoms
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(model: Path, port: int, log_path: Path, extra: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "cxr_keras.app", "--model", str(model)]
+    command += ["--port", str(port), *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    sys.exit(f"the app did not start:\n{log_path.read_text()[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="an artifact (default: random 224 px CNN)")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--mc-passes", type=int, help="passed to the app (default: the rule's)")
+    args = parser.parse_args()
+
+    from gradio_client import Client, handle_file
+
+    work = Path(tempfile.mkdtemp(prefix="cxr_app_load_"))
+    model = args.model or random_weights_artifact(work)
+    inputs = films(args.data, 60)
+    extra = [] if args.mc_passes is None else ["--mc-passes", str(args.mc_passes)]
+    port = free_port()
+    started = time.perf_counter()
+    process = start_app(model, port, work / "app.log", extra)
+    print(
+        f"app up in {time.perf_counter() - started:.1f} s (model {model.name}); {args.clients} "
+        f"clients, {args.requests} requests over {len(inputs)} real films; {os.cpu_count()} "
+        "CPU cores"
+    )
+    url = f"http://127.0.0.1:{port}/"
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(args.requests))
+
+    def client_loop() -> None:
+        client = Client(url, verbose=False)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            film = inputs[i % len(inputs)]
+            start = time.perf_counter()
+            try:
+                status, *_, details = client.predict(handle_file(str(film)), api_name="/analyze")
+                problem = status or ("no result" if not details else "")
+            except Exception as exc:  # a failed request is counted, not fatal
+                problem = f"{type(exc).__name__}: {exc}"
+            elapsed = time.perf_counter() - start
+            with lock:
+                latencies.append(elapsed)
+                if problem:
+                    errors.append(f"{film.name}: {problem}")
+
+    try:
+        Client(url, verbose=False).predict(handle_file(str(inputs[0])), api_name="/analyze")
+        begin = time.perf_counter()
+        threads = [threading.Thread(target=client_loop) for _ in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - begin
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    ordered = sorted(latencies)
+    p95 = statistics.quantiles(ordered, n=20)[18]
+    print(f"requests: {len(latencies)} in {wall:.1f} s ({len(latencies) / wall:.2f} per s)")
+    print(f"p50: {statistics.median(ordered):.3f} s")
+    print(f"p95: {p95:.3f} s")
+    print(f"max: {ordered[-1]:.3f} s")
+    for error in errors[:10]:
+        print(f"  error: {error}")
+    print(f"errors: {len(errors)}")
+
+
+if __name__ == "__main__":
+    main()
