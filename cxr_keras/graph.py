@@ -134,10 +134,10 @@ def split_before(model, first: Callable, training_for: Callable | None = None):
     Example:
         >>> import keras
         >>> x = keras.Input((4,)); h = keras.layers.Dense(3, name="hidden")(x)
-        >>> y = keras.layers.Dense(1)(keras.layers.Dropout(0.5, name="drop")(h))
+        >>> y = keras.layers.Dense(1, name="out")(keras.layers.Dropout(0.5, name="drop")(h))
         >>> trunk, head = split_before(keras.Model(x, y), lambda layer: layer.name == "drop")
         >>> tuple(trunk.output.shape), [layer.name for layer in head.layers][1:]
-        ((None, 3), ['drop', 'dense'])
+        ((None, 3), ['drop', 'out'])
     """
     import keras
 
