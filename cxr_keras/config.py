@@ -173,12 +173,15 @@ class SplitConfig:
         val: fraction of patients for validation (``patient`` splits).
         test: fraction of patients for test (``patient`` splits).
         stratify: keep label proportions similar across splits where possible.
+        train_fraction: keep only this fraction of the training patients (learning curves:
+            how validation metrics grow with the training set); val and test are untouched.
     """
 
     method: Literal["auto", "patient", "column"] = "auto"
     val: float = 0.15
     test: float = 0.0
     stratify: bool = True
+    train_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
@@ -186,6 +189,8 @@ class SplitConfig:
                 f"data.split: val and test must be fractions summing below 1, "
                 f"got val={self.val} test={self.test}"
             )
+        if not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"data.split.train_fraction: in (0, 1], got {self.train_fraction}")
 
 
 @dataclass
@@ -197,6 +202,8 @@ class DataConfig:
             (a labels CSV with paths), or ``dicom`` (a folder of DICOM files, labels
             from a CSV or from class folders).
         root: the folder the images are under. ``sample:kermany`` names a bundled sample.
+            A list of folders (folder and dicom sources) reads them all as one dataset,
+            e.g. two packs of the Kermany TRAIN set.
         csv: the labels CSV (``csv`` and ``dicom`` sources).
         labels: the labels to learn, in model output order. Default: every label found.
         negative_classes: class folders that mean "no label positive" (folder source).
@@ -228,7 +235,7 @@ class DataConfig:
     """
 
     source: Literal["folder", "csv", "dicom"]
-    root: str
+    root: str | list[str]
     csv: str | None = None
     labels: list[str] | None = None
     negative_classes: list[str] = field(default_factory=lambda: ["NORMAL", "No Finding"])
@@ -256,6 +263,13 @@ class DataConfig:
             raise ConfigError(f"data.shuffle_buffer: must be >= 1, got {self.shuffle_buffer}")
         if self.source == "csv" and not self.csv:
             raise ConfigError("data.csv: the csv source needs a labels CSV file")
+        if isinstance(self.root, list):
+            if not self.root:
+                raise ConfigError("data.root: an empty list; give a folder or folders")
+            if self.source == "csv":
+                raise ConfigError(
+                    "data.root: one folder for the csv source (its paths are relative to it)"
+                )
         if not self.finding_separator:
             raise ConfigError("data.finding_separator: must not be empty")
         if isinstance(self.uncertain, dict):
@@ -378,8 +392,13 @@ class TrainingConfig:
         class_weights: ``none``; ``balanced`` weighs positives and negatives of each label
             by ``n / (2 n_class)``; ``positive`` weighs positives by ``n_neg / n_pos``.
         monitor: the validation metric that picks the best epoch (``val_auc``: macro AUC).
+        lr_schedule: ``plateau`` (constant, lowered by ReduceLROnPlateau) or ``cosine``
+            (Keras' CosineDecay over each phase's steps, down to ``min_learning_rate``;
+            no plateau drops).
+        warmup_epochs: with ``cosine``, epochs of linear warm-up from a tenth of
+            ``learning_rate`` before the decay.
         reduce_lr_patience: epochs without improvement before the learning rate drops
-            (0: never).
+            (0: never; ``plateau`` schedule only).
         reduce_lr_factor: the factor it drops by.
         min_learning_rate: the floor of those drops.
         early_stopping_patience: epochs without improvement before stopping (0: never).
@@ -400,6 +419,8 @@ class TrainingConfig:
     label_smoothing: float = 0.0
     class_weights: Literal["none", "balanced", "positive"] = "none"
     monitor: str = "val_auc"
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
+    warmup_epochs: int = 0
     reduce_lr_patience: int = 2
     reduce_lr_factor: float = 0.5
     min_learning_rate: float = 1e-6
@@ -418,6 +439,10 @@ class TrainingConfig:
         if not self.monitor.startswith("val_"):
             raise ConfigError(
                 f"training.monitor: a validation metric (val_...), got {self.monitor!r}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(
+                f"training.warmup_epochs: from 0 to epochs - 1, got {self.warmup_epochs}"
             )
 
 

@@ -90,7 +90,35 @@ def _use_mixed_precision(setting: str) -> bool:
     return setting == "auto" and bool(tf.config.list_physical_devices("GPU"))
 
 
-def _optimizer(cfg: Config, learning_rate: float):
+def learning_rate_for(cfg: Config, learning_rate: float, epochs: int, steps_per_epoch: int):
+    """The optimizer's learning rate: a number (``plateau``), or Keras' CosineDecay over
+    ``epochs`` epochs with the configured warm-up (``cosine``).
+
+    Example:
+        >>> from cxr_keras.config import config_from_dict
+        >>> cfg = config_from_dict({"name": "x", "data": {"source": "folder", "root": "x"},
+        ...     "training": {"lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 5}})
+        >>> schedule = learning_rate_for(cfg, 0.001, epochs=5, steps_per_epoch=10)
+        >>> [round(float(schedule(step)), 6) for step in (0, 10, 50)]
+        [0.0001, 0.001, 1e-06]
+    """
+    import keras
+
+    training = cfg.training
+    if training.lr_schedule != "cosine":
+        return learning_rate
+    warmup = training.warmup_epochs * steps_per_epoch
+    decay = max(1, epochs * steps_per_epoch - warmup)
+    floor = min(1.0, training.min_learning_rate / learning_rate)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay, alpha=floor)
+    return keras.optimizers.schedules.CosineDecay(
+        learning_rate / 10, decay, alpha=floor, warmup_target=learning_rate, warmup_steps=warmup
+    )
+
+
+def _optimizer(cfg: Config, learning_rate):
+    """Adam or AdamW at ``learning_rate`` (a number or a schedule)."""
     import keras
 
     if cfg.training.optimizer == "adamw":
@@ -155,7 +183,7 @@ def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int):
         keras.callbacks.CSVLogger(str(work / "log.csv"), append=True),
         BestCheckpoint(work / "best.weights.h5", monitor, mode),
     ]
-    if cfg.training.reduce_lr_patience > 0:
+    if cfg.training.reduce_lr_patience > 0 and cfg.training.lr_schedule == "plateau":
         callbacks.append(
             ResumableReduceLROnPlateau(
                 values,
@@ -353,7 +381,10 @@ def train(
         )
         with strategy.scope():
             model.compile(
-                optimizer=_optimizer(cfg, phase.learning_rate),
+                optimizer=_optimizer(
+                    cfg,
+                    learning_rate_for(cfg, phase.learning_rate, phase.epochs, steps_per_epoch),
+                ),
                 loss=loss,
                 weighted_metrics=training_metrics(labels),
             )

@@ -28,6 +28,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import resource
 import shutil
@@ -141,7 +142,12 @@ class _HyperModel:
         from cxr_keras.data.manifest import manifest_labels
         from cxr_keras.models.build import build_model
         from cxr_keras.models.losses import MaskedBinaryLoss, training_metrics
-        from cxr_keras.train import _class_weight_table, _optimizer, _use_mixed_precision
+        from cxr_keras.train import (
+            _class_weight_table,
+            _optimizer,
+            _use_mixed_precision,
+            learning_rate_for,
+        )
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.seed)
@@ -155,9 +161,12 @@ class _HyperModel:
             seed=cfg.seed,
             mixed_precision=_use_mixed_precision(cfg.training.mixed_precision),
         )
-        weights = _class_weight_table(cfg, split_frame(self.manifest, "train"))
+        train = split_frame(self.manifest, "train")
+        weights = _class_weight_table(cfg, train)
+        steps = math.ceil(len(train) / cfg.data.batch_size)  # as fit_datasets feeds fit
+        rate = learning_rate_for(cfg, cfg.training.learning_rate, cfg.search.epochs, steps)
         built.model.compile(
-            optimizer=_optimizer(cfg, cfg.training.learning_rate),
+            optimizer=_optimizer(cfg, rate),
             loss=MaskedBinaryLoss(
                 cfg.training.loss,
                 cfg.training.focal_gamma,

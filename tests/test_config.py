@@ -134,7 +134,8 @@ def test_dicom_window_width_must_be_positive():
 def test_every_recipe_is_valid_and_names_existing_data(recipe):
     cfg = load_config(recipe)
     assert cfg.search is not None and cfg.search.space  # every recipe can be tuned
-    for value in (cfg.data.root, cfg.data.csv):
+    roots = cfg.data.root if isinstance(cfg.data.root, list) else [cfg.data.root]
+    for value in (*roots, cfg.data.csv):
         if value and not value.startswith("sample:") and not (REPO.parent / "shared").is_dir():
             pytest.skip("the shared data packs are not here")
         if value:

@@ -270,3 +270,24 @@ def test_uncertain_policy_naming_an_unknown_label_is_refused(shared_data):
             labels=["Atelectasis"],
             uncertain={"Atelectsis": "ones"},
         )
+
+
+def test_several_roots_read_as_one_dataset(shared_data):
+    from cxr_keras.config import ConfigError, DataConfig
+    from cxr_keras.data.sources import load_manifest
+
+    packs = [str(shared_data / "kermany_pneumonia"), str(shared_data / "kermany_pneumonia_224")]
+    df = load_manifest(DataConfig(source="folder", root=packs, labels=["PNEUMONIA"]))
+    # the two packs are the whole official TRAIN folder: 1341 NORMAL, 3875 PNEUMONIA
+    assert len(df) == 5216 and int(df["PNEUMONIA"].sum()) == 3875
+    assert df["split"].value_counts().to_dict() == {"train": 1321 + 3110, "val": 245 + 540}
+    # one patient's images from both packs share its id and its split folder
+    assert df.groupby("patient_id")["split"].nunique().max() == 1
+    twice = load_manifest(DataConfig(source="folder", root=[packs[0], packs[0]]))
+    assert len(twice) == 1566 and "kept once" in twice.attrs["notes"][-1]
+    with pytest.raises(ValueError, match="different labels"):
+        load_manifest(DataConfig(source="folder", root=[packs[0], "sample:nih"]))
+    with pytest.raises(ConfigError, match="empty list"):
+        DataConfig(source="folder", root=[])
+    with pytest.raises(ConfigError, match="one folder for the csv source"):
+        DataConfig(source="csv", root=packs, csv="labels.csv")

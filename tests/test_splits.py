@@ -115,3 +115,25 @@ def test_patient_ids_are_text_and_never_missing():
         check_patient_disjoint(df)
     split = split_by_patient(df.iloc[2:].assign(split=None), val=0.5, seed=0, labels=["A"])
     assert split["split"].notna().all()
+
+
+def test_train_fraction_thins_training_patients_only(shared_data):
+    from cxr_keras.config import ConfigError
+    from cxr_keras.data.splits import assign_splits
+
+    manifest = folder_source(shared_data / "kermany_pneumonia_224")
+    full = assign_splits(manifest, SplitConfig())
+    quarter = assign_splits(manifest, SplitConfig(train_fraction=0.25))
+    for split in ("val", "test"):
+        assert set(quarter.loc[quarter["split"] == split, "path"]) == set(
+            full.loc[full["split"] == split, "path"]
+        )
+    train, kept = full[full["split"] == "train"], quarter[quarter["split"] == "train"]
+    assert set(kept["path"]) < set(train["path"])
+    assert 0.2 < kept["patient_id"].nunique() / train["patient_id"].nunique() < 0.3
+    # whole patients, and the class balance of the training split is kept (stratified)
+    assert set(train[train["patient_id"].isin(kept["patient_id"])]["path"]) == set(kept["path"])
+    assert abs(kept["PNEUMONIA"].mean() - train["PNEUMONIA"].mean()) < 0.03
+    assert "train_fraction 0.25" in quarter.attrs["notes"][-1]
+    with pytest.raises(ConfigError, match="train_fraction"):
+        SplitConfig(train_fraction=0)

@@ -181,3 +181,25 @@ def test_settings_that_would_fail_late_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="did you mean"):
         train(cfg, run_dir=tmp_path / "b", progress=False)
     assert not (tmp_path / "b" / "train" / "log.csv").exists()  # no epoch was spent
+
+
+def test_cosine_schedule_warms_up_then_decays_without_plateau_drops(tmp_path):
+    cfg = tiny_config(
+        "cosine",
+        training={
+            "epochs": 4,
+            "lr_schedule": "cosine",
+            "warmup_epochs": 1,
+            "learning_rate": 0.003,
+            "min_learning_rate": 1e-5,
+            "reduce_lr_patience": 1,  # ignored: a schedule owns the learning rate
+        },
+    )
+    artifact = train(cfg, run_dir=tmp_path / "cosine", progress=False)
+    rates = [row["learning_rate"] for row in artifact.meta["training"]["history"]]
+    # logged at the end of each epoch: the peak after warm-up, then a strict cosine decline
+    assert rates[0] == pytest.approx(0.003, rel=1e-3)
+    assert rates[0] > rates[1] > rates[2] > rates[3] >= 1e-5
+    assert rates[1] == pytest.approx(1e-5 + (0.003 - 1e-5) * (1 + np.cos(np.pi / 3)) / 2, rel=0.02)
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        tiny_config("bad", training={"epochs": 2, "warmup_epochs": 2})

@@ -22,7 +22,7 @@ import pandas as pd
 from cxr_keras.config import ConfigError, DataConfig, load_config, section_from_dict
 from cxr_keras.data.manifest import check_manifest
 
-__all__ = ["artifact_manifest", "evaluation_frames", "select_split"]
+__all__ = ["artifact_manifest", "evaluation_frames", "external_manifest", "select_split"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def select_split(manifest: pd.DataFrame, split: str, where: str) -> pd.DataFrame
     return out
 
 
-def _external(artifact, data: str | os.PathLike) -> pd.DataFrame:
+def external_manifest(artifact, data: str | os.PathLike) -> pd.DataFrame:
     """A manifest from a YAML dataset config, a manifest CSV, or a class-folder tree."""
     from cxr_keras.data import assign_splits, load_manifest, verify_files
     from cxr_keras.data.manifest import read_manifest
@@ -112,7 +112,9 @@ def evaluation_frames(
         evaluated = select_split(own, split, "the artifact's data")
         source = f"the artifact's own {split!r} split (data rebuilt with split seed {seed})"
     else:
-        external = data.copy() if isinstance(data, pd.DataFrame) else _external(artifact, data)
+        external = (
+            data.copy() if isinstance(data, pd.DataFrame) else external_manifest(artifact, data)
+        )
         if isinstance(data, pd.DataFrame):
             external.attrs = dict(data.attrs)
             data = "the given manifest"

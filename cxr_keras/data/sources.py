@@ -567,13 +567,40 @@ def _note_unparsed(df: pd.DataFrame, unparsed: int) -> None:
 def load_manifest(data: DataConfig) -> pd.DataFrame:
     """The manifest a :class:`DataConfig` describes (paths resolved, ``sample:`` allowed).
 
+    A list of roots (folder and dicom sources) gives one manifest of all of them, e.g.
+    two packs of one dataset; their labels must agree, and a file listed twice is kept once.
+
     Example:
         >>> from cxr_keras.config import DataConfig
         >>> df = load_manifest(DataConfig(source="folder", root="sample:kermany"))
         >>> len(df)
         262
     """
-    root = resolve_path(data.root)
+    if isinstance(data.root, str):
+        return _load_one(data, resolve_path(data.root))
+    parts = [_load_one(data, resolve_path(root)) for root in data.root]
+    labels = [part.attrs["labels"] for part in parts]
+    if any(found != labels[0] for found in labels[1:]):
+        raise ValueError(
+            "data.root: the folders have different labels ("
+            + "; ".join(f"{root}: {found}" for root, found in zip(data.root, labels, strict=True))
+            + "); set data.labels or use folders of one dataset"
+        )
+    df = pd.concat(parts, ignore_index=True)
+    before = len(df)
+    df = df.drop_duplicates("path", ignore_index=True)
+    df.attrs = {
+        "labels": labels[0],
+        "skipped": [s for part in parts for s in part.attrs.get("skipped", [])],
+        "notes": [n for part in parts for n in part.attrs.get("notes", [])],
+    }
+    if len(df) < before:
+        df.attrs["notes"].append(f"{before - len(df)} files listed under two roots kept once")
+    return df
+
+
+def _load_one(data: DataConfig, root: Path) -> pd.DataFrame:
+    """The manifest of one root."""
     csv = resolve_path(data.csv) if data.csv else None
     if data.source == "folder":
         return folder_source(

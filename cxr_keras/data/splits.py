@@ -31,6 +31,7 @@ __all__ = [
     "check_patient_disjoint",
     "split_by_patient",
     "split_frame",
+    "thin_train",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ def assign_splits(
 ) -> pd.DataFrame:
     """Apply a :class:`SplitConfig`: keep the source's split (``auto``/``column``) or split
     by patient. A source split that lacks ``val`` (or ``test``) while the config asks for
-    it gets one carved out of its ``train`` patients. Always checks disjointness.
+    it gets one carved out of its ``train`` patients; ``train_fraction`` < 1 then thins
+    the training patients (:func:`thin_train`). Always checks disjointness.
 
     Example:
         >>> from cxr_keras.data.sources import folder_source
@@ -147,7 +149,8 @@ def assign_splits(
             "every image (no train/val/test folders or split column)"
         )
     if cfg.method == "patient" or not has_column:
-        return split_by_patient(manifest, cfg.val, cfg.test, seed, cfg.stratify)
+        out = split_by_patient(manifest, cfg.val, cfg.test, seed, cfg.stratify)
+        return thin_train(out, cfg.train_fraction, seed, cfg.stratify)
     out = manifest.copy()
     out.attrs = dict(manifest.attrs)
     out["split"] = (
@@ -165,6 +168,33 @@ def assign_splits(
                 "source has no %s split: carved %d images of its train patients", name, len(moved)
             )
     check_patient_disjoint(out)
+    return thin_train(out, cfg.train_fraction, seed, cfg.stratify)
+
+
+def thin_train(manifest: pd.DataFrame, fraction: float, seed: int = 42, stratify: bool = True):
+    """Keep ``fraction`` of the training patients (all their images), stratified like the
+    splits; val and test rows are untouched. The dropped count is noted in ``attrs``.
+
+    Example:
+        >>> from cxr_keras.data.sources import folder_source
+        >>> from cxr_keras.sample_data import sample_path
+        >>> df = assign_splits(folder_source(sample_path("kermany")), SplitConfig(val=0.2))
+        >>> half = thin_train(df, 0.5)
+        >>> kept = (half["split"] == "train").sum() / (df["split"] == "train").sum()
+        >>> bool(0.4 < kept < 0.6)
+        True
+    """
+    if fraction >= 1:
+        return manifest
+    train = manifest[manifest["split"] == "train"]
+    carved = split_by_patient(train, val=1.0 - fraction, seed=seed + 7, stratify=stratify)
+    dropped = carved.index[carved["split"] == "val"]
+    out = manifest.drop(index=dropped)
+    out.attrs = dict(manifest.attrs)
+    out.attrs["notes"] = [
+        *manifest.attrs.get("notes", []),
+        f"train_fraction {fraction:g}: {len(dropped)} of {len(train)} training images left out",
+    ]
     return out
 
 
