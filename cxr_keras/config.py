@@ -124,6 +124,11 @@ class AugmentConfig:
         translation: maximum shift as a fraction of the size.
         brightness: maximum brightness change as a fraction of the value range.
         contrast: maximum contrast change factor.
+        shear: maximum shear along each axis, as a fraction (positioning differences).
+        perspective: maximum perspective distortion, as a fraction of the size, applied
+            to half of the images (a tilted patient or detector).
+        erasing: probability of erasing one random rectangle (2-15 % of the image) with
+            noise (random erasing / cutout: no single region may decide).
         fill_mode: how pixels moved in from outside are filled.
         mixup_alpha: Beta(alpha, alpha) of MixUp; 0 disables it.
         cutmix_alpha: Beta(alpha, alpha) of CutMix; 0 disables it.
@@ -135,17 +140,23 @@ class AugmentConfig:
     translation: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    shear: float = 0.0
+    perspective: float = 0.0
+    erasing: float = 0.0
     fill_mode: Literal["constant", "reflect", "nearest", "wrap"] = "constant"
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("rotation", "zoom", "translation", "brightness", "contrast"):
+        fractions = ("zoom", "translation", "brightness", "contrast", "shear", "perspective")
+        for name in ("rotation", *fractions, "erasing"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"augment.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.rotation <= 180:
             raise ConfigError(f"augment.rotation: degrees in [0, 180], got {self.rotation}")
-        for name in ("zoom", "translation", "brightness", "contrast"):
+        if self.erasing > 1:
+            raise ConfigError(f"augment.erasing: a probability in [0, 1], got {self.erasing}")
+        for name in fractions:
             if getattr(self, name) >= 1:
                 raise ConfigError(f"augment.{name}: a fraction below 1, got {getattr(self, name)}")
 
@@ -159,6 +170,9 @@ class AugmentConfig:
             or self.translation
             or self.brightness
             or self.contrast
+            or self.shear
+            or self.perspective
+            or self.erasing
         )
 
 

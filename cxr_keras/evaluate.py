@@ -371,11 +371,22 @@ def _store(
     meta["referral"] = referral_rule
     macro = result["discrimination"]["macro"]
     evaluation = meta.setdefault("metrics", {}).setdefault("evaluation", {})
+    calibration = result["calibration"]
+    calibrated = calibration.get("temperature_scaled") or calibration["uncalibrated"]
     evaluation[key] = {
         "roc_auc": macro["roc_auc"],
         "roc_auc_ci": macro["roc_auc_ci"],
         "images": result["evaluated"]["images"],
         "source": result["evaluated"]["source"],
+        "at_thresholds": {  # what a model card shows: the rates at each stored rule
+            rule: {
+                label: {k: m[k] for k in ("threshold", "accuracy", "sensitivity", "specificity")}
+                for label, m in per_label.items()
+            }
+            for rule, per_label in result["at_thresholds"].items()
+        },
+        "ece": calibrated["ece"],
+        "ece_uncalibrated": calibration["uncalibrated"]["ece"],
         "report": str(out),
     }
     write_meta(meta, artifact.path)

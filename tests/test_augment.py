@@ -12,7 +12,15 @@ from cxr_keras.data.io import load_image
 from cxr_keras.sample_data import sample_files
 
 CFG = AugmentConfig(
-    flip=True, rotation=10, zoom=0.1, translation=0.05, brightness=0.1, contrast=0.1
+    flip=True,
+    rotation=10,
+    zoom=0.1,
+    translation=0.05,
+    brightness=0.1,
+    contrast=0.1,
+    shear=0.1,
+    perspective=0.1,
+    erasing=0.5,
 )
 
 
@@ -30,6 +38,9 @@ def test_all_configured_layers_are_built():
         "RandomTranslation",
         "RandomBrightness",
         "RandomContrast",
+        "RandomShear",
+        "RandomPerspective",
+        "RandomErasing",
     ]
     assert build_augmentation(AugmentConfig()) is None
 

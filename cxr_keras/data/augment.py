@@ -1,10 +1,10 @@
 """Augmentation and deterministic contrast preprocessing, built from the config with Keras 3
 layers.
 
-- :func:`build_augmentation`: flips, rotation, zoom, translation, brightness and contrast as
-  a ``keras.Sequential`` placed inside the model, so it runs on the accelerator during
-  training and is inactive at inference (Keras random layers are identity when
-  ``training=False``).
+- :func:`build_augmentation`: flips, rotation, zoom, translation, brightness, contrast,
+  shear, perspective and random erasing as a ``keras.Sequential`` placed inside the model,
+  so it runs on the accelerator during training and is inactive at inference (Keras
+  random layers are identity when ``training=False``).
 - :func:`build_contrast_preprocessing`: CLAHE (Keras' layer) or global histogram
   equalisation (:class:`cxr_keras.layers.HistogramEqualization`), also inside the model,
   so training and prediction apply it identically.
@@ -63,6 +63,24 @@ def build_augmentation(cfg: AugmentConfig, seed: int | None = None):
         (
             cfg.contrast,
             lambda s: keras.layers.RandomContrast(cfg.contrast, value_range=_VALUE_RANGE, seed=s),
+        ),
+        (
+            cfg.shear,
+            # (0, s): the layer draws the sign itself; a bare number is saved as (-s, s),
+            # which the layer then refuses to load (Keras 3.15)
+            lambda s: keras.layers.RandomShear((0.0, cfg.shear), (0.0, cfg.shear), seed=s, **fill),
+        ),
+        (
+            cfg.perspective,
+            lambda s: keras.layers.RandomPerspective(
+                factor=0.5, scale=cfg.perspective, fill_value=0.0, seed=s
+            ),
+        ),
+        (
+            cfg.erasing,
+            lambda s: keras.layers.RandomErasing(
+                factor=cfg.erasing, scale=(0.02, 0.15), value_range=_VALUE_RANGE, seed=s
+            ),
         ),
     ]
     layers = [make(seed_of(i)) for i, (on, make) in enumerate(makers) if on]
