@@ -43,6 +43,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.keras"
 META_FILE = "cxr_model.json"
+CARD_FILE = "MODEL_CARD.md"  # written by cxr_keras.model_card
 
 
 class ArtifactError(ValueError):
@@ -202,6 +203,8 @@ def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> 
     staging.mkdir()
     for name in (MODEL_FILE, META_FILE):
         shutil.copy2(source / name, staging / name)
+    if (source / CARD_FILE).is_file():  # the model card travels with the model
+        shutil.copy2(source / CARD_FILE, staging / CARD_FILE)
     if destination.exists():
         old = destination.with_name(f".{destination.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -31,6 +31,7 @@ import yaml
 __all__ = [
     "BACKBONES",
     "AugmentConfig",
+    "CardConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -556,6 +557,28 @@ def _check_config_path(path: str, where: str) -> None:
 
 
 @dataclass
+class CardConfig:
+    """What the model card says that the numbers cannot: the model's purpose, its data's
+    licence and citations, its known limits (``MODEL_CARD.md``, :mod:`cxr_keras.model_card`).
+
+    Attributes:
+        intended_use: who may use the model, for what.
+        out_of_scope: uses it must not be put to.
+        data_licence: the licence of the training data.
+        citations: references for the data (and method).
+        limitations: known limits, one sentence each.
+    """
+
+    intended_use: str = "Research and education on chest X-ray classification."
+    out_of_scope: str = (
+        "Clinical diagnosis, triage or treatment decisions: this is not a medical device."
+    )
+    data_licence: str = ""
+    citations: list[str] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     """A whole run: its name (the folder under ``runs/``), seed and settings."""
 
@@ -568,6 +591,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig | None = None
+    card: CardConfig = field(default_factory=CardConfig)
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):

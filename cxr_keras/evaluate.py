@@ -350,7 +350,8 @@ def _store(
     """Write what evaluation decided into the artifact's description: the thresholds,
     decision rule and temperatures when they were fitted on validation now; the referral
     rule and a summary of this evaluation in any case."""
-    from cxr_keras.artifact import write_meta
+    from cxr_keras.artifact import Artifact, write_meta
+    from cxr_keras.model_card import write_model_card
 
     meta = dict(artifact.meta)
     labels = result["labels"]
@@ -390,6 +391,7 @@ def _store(
         "report": str(out),
     }
     write_meta(meta, artifact.path)
+    write_model_card(Artifact(artifact.model, meta, artifact.path))  # the card follows the meta
 
 
 def _figures(result, artifact, df, y, mask, probabilities, uncalibrated, out: Path) -> dict:

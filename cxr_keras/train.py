@@ -24,7 +24,9 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -144,8 +146,11 @@ def _check_run_dir(work: Path, cfg: Config) -> None:
     resolved = config_to_dict(cfg)
     if saved.is_file():
         previous = yaml.safe_load(saved.read_text())
-        if previous != resolved:
-            changed = sorted(k for k in resolved if previous.get(k) != resolved.get(k))
+        # the card's words do not change what is trained: editing them never blocks a resume
+        previous.pop("card", None)
+        compared = {k: v for k, v in resolved.items() if k != "card"}
+        if previous != compared:
+            changed = sorted(k for k in compared if previous.get(k) != compared.get(k))
             raise ConfigError(
                 f"{work.parent} holds a run started with a different config (sections "
                 f"{changed} differ): resume it with the same settings, start afresh with "
@@ -285,12 +290,14 @@ def train(
     export_to: str | os.PathLike | None = None,
     progress: bool = True,
     run_dir: str | os.PathLike | None = None,
+    command: str | None = None,
 ) -> Artifact:
     """Train the configured model and write its artifact to ``runs/<name>/``.
 
     Resumes an interrupted run of the same config; returns the finished artifact at once
     when the run is already complete. ``export_to`` also copies the artifact there (e.g.
-    ``models/<name>``); ``run_dir`` replaces ``runs/<name>``.
+    ``models/<name>``); ``run_dir`` replaces ``runs/<name>``; ``command`` (the command line
+    that reproduces the run) is recorded for the model card.
 
     Example:
         >>> from cxr_keras.config import load_config
@@ -306,6 +313,7 @@ def train(
     from cxr_keras.data import prepare_data, split_frame
     from cxr_keras.data.manifest import read_manifest, save_manifest
     from cxr_keras.data.stats import dataset_summary
+    from cxr_keras.model_card import write_model_card
     from cxr_keras.models.build import (
         check_layer_name,
         set_trainable,
@@ -458,11 +466,14 @@ def train(
             "phases": [p.__dict__ for p in phases],
             "history": history,
             "wall_time_s": round(time.time() - started, 1),
+            "command": command,
         },
         "metrics": {"validation": validation},
         "config": config_to_dict(cfg),
     }
     save_artifact(exported.model, meta, run_dir)
+    artifact = load_artifact(run_dir)
+    write_model_card(artifact)
     state["finished"] = True
     _write_state(work, state)
     log.info(
@@ -471,7 +482,7 @@ def train(
     if export_to:
         copy_artifact(run_dir, export_to)
         log.info("exported to %s", export_to)
-    return load_artifact(run_dir)
+    return artifact
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -502,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         values = load_best_hparams(args.hparams or args.from_tuning)
         cfg = with_values(cfg, values)
         log.info("hyperparameters from tuning: %s", values)
-    artifact = train(cfg, overwrite=args.overwrite, export_to=args.export)
+    command = shlex.join(["python", "-m", "cxr_keras.train", *(argv or sys.argv[1:])])
+    artifact = train(cfg, overwrite=args.overwrite, export_to=args.export, command=command)
     metrics = artifact.meta["metrics"]["validation"]
     print(json.dumps({"artifact": str(artifact.path), "validation": metrics}, indent=2))
     return 0

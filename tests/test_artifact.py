@@ -86,6 +86,10 @@ def test_copy_replaces_a_whole_artifact(trained_artifact, tmp_path):
     target.mkdir(parents=True)
     (target / "stale.txt").write_text("from an older export")
     copy_artifact(trained_artifact.path, target)
-    assert sorted(p.name for p in target.iterdir()) == ["cxr_model.json", "model.keras"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "MODEL_CARD.md",
+        "cxr_model.json",
+        "model.keras",
+    ]
     assert copy_artifact(target, target) == target.resolve()  # onto itself: nothing to do
     assert not list(target.parent.glob(".demo.*"))

@@ -114,6 +114,11 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path):
     assert epochs == list(range(6))  # every epoch once, none lost
     meta = json.loads((tmp_path / "runs" / "resume" / "cxr_model.json").read_text())
     assert meta["training"]["epochs_run"] == 6
+    # the command that reproduces the run, for the model card
+    assert meta["training"]["command"] == f"python -m cxr_keras.train --config {config}"
+    assert (
+        meta["training"]["command"] in (tmp_path / "runs" / "resume" / "MODEL_CARD.md").read_text()
+    )
 
 
 def test_two_phases_and_export(tmp_path):
@@ -131,6 +136,7 @@ def test_two_phases_and_export(tmp_path):
     assert artifact.meta["model"]["frozen_layers"] == 0  # fine-tuning unfroze everything
     exported = load_artifact(tmp_path / "models" / "phases")
     assert exported.meta["created"] == artifact.meta["created"]
+    assert (tmp_path / "models" / "phases" / "MODEL_CARD.md").is_file()  # copied with it
 
 
 def test_mirrored_strategy_trains(tmp_path):
