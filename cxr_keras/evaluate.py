@@ -169,6 +169,7 @@ def evaluate(
     batch_size: int = 32,
     subgroup_bootstrap: int = 200,
     referral: dict | None = None,
+    threshold_estimate: str = "point",
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
     ``metrics.json`` content.
@@ -177,18 +178,24 @@ def evaluate(
     artifact's own split), a manifest DataFrame, or the path of a dataset YAML, manifest
     CSV or class-folder tree. ``referral``: settings of the referral rule to store
     (``band``, ``max_std``, ``passes``; see :mod:`cxr_keras.uncertainty`).
+    ``threshold_estimate``: ``point`` stores each rule's threshold on the validation
+    split as it is; ``bootstrap`` stores the median over patient-level bootstrap resamples
+    of validation, a steadier choice when the point value sits on a knife edge. Either
+    way the spread of those resamples is reported (``threshold_stability``).
     """
     from cxr_keras.artifact import Artifact, load_artifact
     from cxr_keras.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.data.artifact_data import evaluation_frames
     from cxr_keras.data.pipeline import label_arrays
     from cxr_keras.metrics import discrimination
-    from cxr_keras.operating_points import choose_thresholds, rule_names
+    from cxr_keras.operating_points import choose_thresholds, rule_names, threshold_stability
     from cxr_keras.predictor import Predictor
     from cxr_keras.uncertainty import check_rule, refer, rule_of
 
     if not 0 < min_sensitivity <= 1:
         raise ValueError(f"--min-sensitivity must be in (0, 1], got {min_sensitivity}")
+    if threshold_estimate not in ("point", "bootstrap"):
+        raise ValueError(f"--threshold-estimate: point or bootstrap, got {threshold_estimate!r}")
     if bootstrap < 100:
         raise ValueError(f"--bootstrap: at least 100 resamples for a 95% interval, got {bootstrap}")
     artifact = model if isinstance(model, Artifact) else load_artifact(model)
@@ -216,6 +223,7 @@ def evaluate(
         notes.append(f"{len(undecodable)} images could not be decoded and are left out.")
 
     # temperature and thresholds: fitted on validation, else the artifact's stored ones
+    stability = None
     stored_temperatures = artifact.temperatures
     temperatures = list(stored_temperatures)
     thresholds = {"default": [0.5] * len(labels)}
@@ -231,13 +239,21 @@ def evaluate(
                     (val_logits / np.asarray(temperatures))[val_mask > 0], val_y[val_mask > 0]
                 ),
             }
-        chosen, threshold_notes = choose_thresholds(
-            val_y, sigmoid(val_logits / np.asarray(temperatures)), val_mask, labels, min_sensitivity
-        )
+        val_p = sigmoid(val_logits / np.asarray(temperatures))
+        chosen, threshold_notes = choose_thresholds(val_y, val_p, val_mask, labels, min_sensitivity)
         notes += threshold_notes
+        val_patients = val["patient_id"].tolist() if "patient_id" in val else None
+        stability = threshold_stability(
+            val_y, val_p, val_mask, labels, val_patients, min_sensitivity, seed=seed
+        )
+        if threshold_estimate == "bootstrap":
+            for rule in rules:
+                for label, spread in stability[rule].items():
+                    chosen[rule][label] = spread["median"]
         for rule in rules:
             thresholds[rule] = [chosen[rule][label] for label in labels]
-        threshold_source = f"chosen on the validation split ({len(val)} images)"
+        estimate = "bootstrap medians" if threshold_estimate == "bootstrap" else "point values"
+        threshold_source = f"chosen on the validation split ({len(val)} images; {estimate})"
     else:
         if calibrate:
             raise ValueError(
@@ -279,6 +295,7 @@ def evaluate(
             rule: dict(zip(labels, values, strict=True)) for rule, values in thresholds.items()
         },
         "threshold_source": threshold_source,
+        "threshold_stability": stability,
         "decision_rule": decision_rule,
         "discrimination": discrimination(
             y, probabilities, mask, labels, patient_ids, bootstrap, seed
@@ -388,6 +405,7 @@ def _store(
         },
         "ece": calibrated["ece"],
         "ece_uncalibrated": calibration["uncalibrated"]["ece"],
+        "threshold_stability": result["threshold_stability"],
         "report": str(out),
     }
     write_meta(meta, artifact.path)
@@ -472,6 +490,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the rule predict and the app use (default youden; without a validation split, "
         "the artifact's own)",
     )
+    parser.add_argument(
+        "--threshold-estimate",
+        choices=["point", "bootstrap"],
+        default="point",
+        help="store each rule's threshold as the validation point value or the median of "
+        "patient-level bootstrap resamples (steadier)",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -502,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if value is not None
         },
+        threshold_estimate=args.threshold_estimate,
     )
     macro = result["discrimination"]["macro"]
     print(

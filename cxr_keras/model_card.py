@@ -203,11 +203,27 @@ def _decision_section(meta: dict, labels: list[str]) -> list[str]:
         "| rule | " + " | ".join(labels) + " |",
         "|---|" + "---|" * len(labels),
     ]
-    for name, values in thresholds.items():
+    evaluations = ((meta.get("metrics") or {}).get("evaluation") or {}).values()
+    stability = next(
+        (e["threshold_stability"] for e in evaluations if e.get("threshold_stability")), {}
+    )
+
+    def cell(name: str, label: str) -> str:
+        spread = (stability.get(name) or {}).get(label)
+        shown = _num(thresholds[name].get(label))
+        return f"{shown} ({spread['low']:.3f}–{spread['high']:.3f})" if spread else shown
+
+    for name in thresholds:
         mark = " (decision)" if name == rule else ""
         lines.append(
-            f"| {name}{mark} | " + " | ".join(_num(values.get(label)) for label in labels) + " |"
+            f"| {name}{mark} | " + " | ".join(cell(name, label) for label in labels) + " |"
         )
+    if stability:
+        lines += [
+            "",
+            "In brackets: the 2.5-97.5 % range of each threshold over patient-level bootstrap "
+            "resamples of the validation split (how far it would move on other patients).",
+        ]
     if isinstance(temperature, dict):
         shown = ", ".join(f"{label} {_num(t)}" for label, t in temperature.items())
     else:

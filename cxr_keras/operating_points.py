@@ -26,6 +26,7 @@ __all__ = [
     "f1_max_threshold",
     "rule_names",
     "sensitivity_threshold",
+    "threshold_stability",
     "youden_threshold",
 ]
 
@@ -105,3 +106,61 @@ def choose_thresholds(
     for note in notes:
         log.warning(note)
     return table, notes
+
+
+def threshold_stability(
+    y: np.ndarray,
+    p: np.ndarray,
+    mask: np.ndarray,
+    labels: Sequence[str],
+    patient_ids: Sequence | None = None,
+    min_sensitivity: float = 0.95,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, dict[str, dict]]:
+    """How much each rule's threshold moves when the validation patients are resampled:
+    ``{rule: {label: {"median", "low", "high", "width"}}}`` over ``n_resamples`` patient-level
+    bootstrap resamples (``low``/``high``: the 2.5 and 97.5 percentiles). A wide interval
+    is a threshold on a knife edge; the median is a steadier choice than the point value.
+    Labels whose validation entries hold one class are left out.
+
+    Example:
+        >>> rng = np.random.default_rng(0); y = rng.integers(0, 2, 200)
+        >>> p = np.clip(0.3 * y + rng.normal(0.35, 0.15, 200), 0, 1)
+        >>> spread = threshold_stability(y[:, None], p[:, None], np.ones((200, 1)), ["A"])
+        >>> s = spread["youden"]["A"]; bool(s["low"] <= s["median"] <= s["high"])
+        True
+    """
+    from cxr_keras.metrics import patient_groups
+
+    y, p, mask = np.asarray(y), np.asarray(p), np.asarray(mask)
+    groups = patient_groups(patient_ids, len(y))
+    rng = np.random.default_rng(seed)
+    rules = rule_names(min_sensitivity)
+    draws: dict[str, dict[str, list[float]]] = {rule: {} for rule in rules}
+    for _ in range(n_resamples):
+        rows = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
+        for j, label in enumerate(labels):
+            known = rows[mask[rows, j] > 0]
+            yj, pj = y[known, j], p[known, j]
+            if len(yj) == 0 or yj.min() == yj.max():
+                continue
+            values = {
+                "youden": youden_threshold(yj, pj),
+                "f1_max": f1_max_threshold(yj, pj),
+                rules[2]: sensitivity_threshold(yj, pj, min_sensitivity),
+            }
+            for rule, value in values.items():
+                draws[rule].setdefault(label, []).append(value)
+    out: dict[str, dict[str, dict]] = {rule: {} for rule in rules}
+    for rule, per_label in draws.items():
+        for label, values in per_label.items():
+            low, median, high = np.percentile(values, [2.5, 50, 97.5])
+            out[rule][label] = {
+                "median": float(median),
+                "low": float(low),
+                "high": float(high),
+                "width": float(high - low),
+                "resamples": len(values),
+            }
+    return out

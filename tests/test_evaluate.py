@@ -94,6 +94,21 @@ def test_thresholds_come_from_validation_and_are_stored(evaluated):
     assert nll["after"] <= nll["before"]
 
 
+def test_bootstrap_thresholds_are_the_medians_of_the_reported_spread(evaluated, tmp_path):
+    model, _, point = evaluated
+    spread = point["threshold_stability"]["youden"]["PNEUMONIA"]
+    assert spread["low"] <= point["thresholds"]["youden"]["PNEUMONIA"] <= spread["high"]
+    assert spread["resamples"] == 200 and spread["width"] == spread["high"] - spread["low"]
+    copy = copy_artifact(model, tmp_path / "steady")
+    steady = evaluate(copy, out=tmp_path / "report", bootstrap=200, threshold_estimate="bootstrap")
+    for rule, per_label in steady["threshold_stability"].items():
+        assert steady["thresholds"][rule]["PNEUMONIA"] == per_label["PNEUMONIA"]["median"]
+    assert load_artifact(copy).thresholds("youden")[0] == spread["median"]
+    assert "bootstrap medians" in steady["threshold_source"]
+    with pytest.raises(ValueError, match="threshold-estimate"):
+        evaluate(copy, threshold_estimate="mean")
+
+
 def test_a_shipped_model_changes_only_with_the_flag(trained_artifact, tmp_path):
     shipped = copy_artifact(trained_artifact.path, tmp_path / "models" / "pneumonia")
     before = (shipped / "cxr_model.json").read_text()

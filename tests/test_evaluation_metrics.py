@@ -186,3 +186,22 @@ def test_a_label_with_no_known_entries_has_counts_zero_and_rates_undefined():
     m = threshold_metrics(np.array([]), np.array([]), 0.5)
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (0, 0, 0, 0)
     assert m["accuracy"] is None and m["sensitivity"] is None
+
+
+def test_threshold_stability_narrows_with_more_validation_patients():
+    from cxr_keras.operating_points import threshold_stability
+
+    rng = np.random.default_rng(3)
+
+    def spread(n: int) -> dict:
+        y = rng.integers(0, 2, n)
+        p = np.clip(0.35 * y + rng.normal(0.3, 0.15, n), 0, 1)
+        return threshold_stability(y[:, None], p[:, None], np.ones((n, 1)), ["A"], seed=1)
+
+    small, large = spread(60), spread(2000)
+    for rule in ("youden", "f1_max", "sensitivity_0.95"):
+        assert large[rule]["A"]["width"] < small[rule]["A"]["width"]
+        assert small[rule]["A"]["low"] <= small[rule]["A"]["median"] <= small[rule]["A"]["high"]
+    # one class only: nothing to learn, the label is left out
+    constant = threshold_stability(np.ones((10, 1)), np.full((10, 1), 0.7), np.ones((10, 1)), ["A"])
+    assert constant["youden"] == {}
