@@ -78,6 +78,19 @@ class Artifact:
     def decision_rule(self) -> str:
         return str(self.meta["decision_rule"])
 
+    @property
+    def tta(self) -> list[str]:
+        """The test-time views the model averages over (empty: none; see cxr_keras.tta)."""
+        return list((self.meta.get("model") or {}).get("tta") or [])
+
+    @property
+    def explain_model(self):
+        """The network Grad-CAM and MC dropout work on: the model itself, or the network
+        inside its test-time-augmentation wrapper."""
+        from cxr_keras.tta import base_of
+
+        return base_of(self.model) if self.tta else self.model
+
     def thresholds(self, rule: str | None = None) -> list[float]:
         """Per-label probability thresholds of a stored rule (default: the decision rule)."""
         rule = rule or self.decision_rule

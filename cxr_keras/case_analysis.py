@@ -137,11 +137,12 @@ class CaseAnalyzer:
         self.artifact = artifact
         self.predictor = Predictor(artifact)
         self.labels = artifact.labels
-        self.layer = layer or default_layer(artifact.model, artifact.meta)
-        self.explainer = GradCam(artifact.model, [self.layer])
+        network = artifact.explain_model  # without test-time views: maps of the image
+        self.layer = layer or default_layer(network, artifact.meta)
+        self.explainer = GradCam(network, [self.layer])
         self.rule = rule_of(artifact.meta)
         self.passes = int(self.rule["passes"] if mc_passes is None else mc_passes)
-        self.sampler = McDropoutSampler(artifact.model) if self.passes >= 2 else None
+        self.sampler = McDropoutSampler(network) if self.passes >= 2 else None
         self.max_mb = float(max_mb)
         self.max_bytes = int(max_mb * MB)
 
@@ -175,6 +176,8 @@ class CaseAnalyzer:
         name = name or Path(path).name
         original, x = self.read(path, name)
         logits, maps = self.explainer(x[None], range(len(self.labels)))  # one forward pass
+        if self.artifact.tta:  # the answer averages the test-time views
+            logits = self.predictor.logits(x[None])
         answers = self.predictor.from_logits(logits)
         probabilities, thresholds = answers.probabilities[0], answers.thresholds
         std = None

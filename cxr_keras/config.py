@@ -345,6 +345,9 @@ class ModelConfig:
         normalization: the custom CNN's normalization: ``batch`` (BatchNorm after every
             conv) or ``none`` (convs with biases; training and inference compute the same
             network, for very small data or batch sizes where batch statistics are noise).
+        tta: test-time views the exported model averages its logit over, besides the image
+            itself (:data:`cxr_keras.tta.VIEWS`: zoom_in, zoom_out, brighter, darker,
+            shift_left, shift_right); empty: none.
     """
 
     backbone: Literal[BACKBONES] = "custom_cnn"
@@ -358,8 +361,14 @@ class ModelConfig:
     freeze_batchnorm: bool = True
     filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     normalization: Literal["batch", "none"] = "batch"
+    tta: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        from cxr_keras.tta import VIEWS
+
+        unknown = [view for view in self.tta if view not in VIEWS]
+        if unknown or len(set(self.tta)) < len(self.tta):
+            raise ConfigError(f"model.tta: distinct views from {sorted(VIEWS)}, got {self.tta}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout: a rate in [0, 1), got {self.dropout}")
         if self.dense_units < 0 or self.dense_l2 < 0 or self.lse_r <= 0:

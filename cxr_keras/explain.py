@@ -134,8 +134,9 @@ def explain(
     for label in labels or []:
         if label not in names:
             raise ValueError(f"--label {label!r}: the model predicts {names}")
-    layers = list(layers) if layers else [default_layer(artifact.model, artifact.meta)]
-    explainer = GradCam(artifact.model, layers, method)
+    network = artifact.explain_model  # without test-time views: maps of the image
+    layers = list(layers) if layers else [default_layer(network, artifact.meta)]
+    explainer = GradCam(network, layers, method)
     rule = rule_of(artifact.meta)
     passes = int(mc_passes if mc_passes is not None else rule["passes"])
     out = Path(out) if out else Path("runs") / artifact.path.resolve().name / "explain"
@@ -164,8 +165,10 @@ def explain(
         chunk = loaded[start : start + batch_size]
         x = np.stack([image for _, image in chunk])
         logits, maps = explainer(x, indices)  # answers and maps from one forward pass
+        if artifact.tta:  # the answer averages the test-time views
+            logits = predictor.logits(x)
         answers = predictor.from_logits(logits)
-        mc = mc_dropout(artifact.model, x, predictor.temperatures, passes) if passes > 1 else None
+        mc = mc_dropout(network, x, predictor.temperatures, passes) if passes > 1 else None
         flags = refer(
             answers.probabilities, answers.thresholds, None if mc is None else mc.std, rule
         )
@@ -248,7 +251,7 @@ def explain(
                 "label": names[target],
                 "layer": layers[-1],
                 "images": len(chunk),
-                "stages": randomization_check(artifact.model, x, layers[-1], target, method),
+                "stages": randomization_check(network, x, layers[-1], target, method),
             }
     summary.update(_aggregate(summary["images"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

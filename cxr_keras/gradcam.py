@@ -137,8 +137,9 @@ def gradcam(
     unknown = [name for name in wanted if name not in labels]
     if unknown:
         raise ValueError(f"unknown label(s) {unknown}; the model predicts {labels}")
-    layers = list(layers) if layers else [default_layer(artifact.model, artifact.meta)]
-    explainer = GradCam(artifact.model, layers, method)
+    network = artifact.explain_model
+    layers = list(layers) if layers else [default_layer(network, artifact.meta)]
+    explainer = GradCam(network, layers, method)
     indices = [labels.index(name) for name in wanted]
     logits, maps = [], {name: [] for name in layers}
     for start in range(0, len(images), batch_size):

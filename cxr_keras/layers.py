@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["BackboneInput", "HistogramEqualization", "LogSumExpPooling"]
+__all__ = ["BackboneInput", "HistogramEqualization", "LogSumExpPooling", "TestTimeView"]
 
 # ImageNet statistics used by keras.applications' "torch" and "caffe" preprocessing.
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -147,3 +147,64 @@ class LogSumExpPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "r": self.r}
+
+
+@keras.saving.register_keras_serializable(package="cxr_keras")
+class TestTimeView(keras.layers.Layer):
+    """One deterministic view of an image batch for test-time augmentation (see
+    :mod:`cxr_keras.tta`): the same at training and inference, shape kept.
+
+    Kinds: ``zoom`` (``amount`` > 1 enlarges and crops the centre, < 1 shrinks and pads
+    with black), ``gamma`` (values raised to ``amount``: < 1 brighter), ``shift`` (moved
+    right by ``amount`` of the width, negative: left; the gap is black), ``identity``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.ones((1, 10, 10, 1), "float32")
+        >>> y = np.asarray(TestTimeView("zoom", 0.8)(x))[0, :, :, 0]
+        >>> y.shape, float(y[0, 0]), float(y[5, 5])
+        ((10, 10), 0.0, 1.0)
+    """
+
+    KINDS = ("identity", "zoom", "gamma", "shift")
+
+    def __init__(self, kind: str = "identity", amount: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in self.KINDS:
+            raise ValueError(f"kind: one of {self.KINDS}, got {kind!r}")
+        if kind in ("zoom", "gamma") and amount <= 0:
+            raise ValueError(f"{kind} amount must be > 0, got {amount}")
+        self.kind = kind
+        self.amount = float(amount)
+
+    def call(self, images):
+        x = ops.convert_to_tensor(images, dtype=self.compute_dtype)
+        height, width = x.shape[1], x.shape[2]
+        if self.kind == "gamma":
+            return ops.power(ops.clip(x, 0.0, 1.0), self.amount)
+        if self.kind == "shift":
+            step = round(self.amount * width)
+            if step == 0:
+                return x
+            if step > 0:
+                return ops.pad(x[:, :, : width - step, :], ((0, 0), (0, 0), (step, 0), (0, 0)))
+            return ops.pad(x[:, :, -step:, :], ((0, 0), (0, 0), (0, -step), (0, 0)))
+        if self.kind == "zoom":
+            new_h = max(1, round(height * self.amount))
+            new_w = max(1, round(width * self.amount))
+            resized = ops.image.resize(x, (new_h, new_w), interpolation="bilinear")
+            if self.amount >= 1:
+                top, left = (new_h - height) // 2, (new_w - width) // 2
+                return resized[:, top : top + height, left : left + width, :]
+            top, left = (height - new_h) // 2, (width - new_w) // 2
+            return ops.pad(
+                resized,
+                ((0, 0), (top, height - new_h - top), (left, width - new_w - left), (0, 0)),
+            )
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "amount": self.amount}

@@ -68,7 +68,7 @@ def _answers(artifact, predictor, manifest, logits, rule: dict, passes: int) -> 
     std = None
     if passes >= 2:
         images = np.stack([load_image(p, artifact.image_spec) for p in manifest["path"]])
-        std = mc_dropout(artifact.model, images, predictor.temperatures, passes).std
+        std = mc_dropout(artifact.explain_model, images, predictor.temperatures, passes).std
     results = []
     for i, path in enumerate(manifest["path"]):
         probabilities = answers.probabilities[i]

@@ -320,6 +320,7 @@ def train(
         trainable_summary,
     )
     from cxr_keras.models.losses import MaskedBinaryLoss, training_metrics
+    from cxr_keras.tta import with_tta
 
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     work = run_dir / "train"
@@ -433,9 +434,11 @@ def train(
     validation = {
         k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()
     }
-    # Export a clean float32 copy: no optimizer state, no float16 compute on a CPU.
+    # Export a clean float32 copy: no optimizer state, no float16 compute on a CPU;
+    # wrapped to average its test-time views when the recipe asks for them.
     exported = _build(cfg, labels, mixed_precision=False)
     exported.model.set_weights(model.get_weights())
+    final = with_tta(exported.model, cfg.model.tta)
     history = _history(work)
     meta = {
         "name": cfg.name,
@@ -447,6 +450,7 @@ def train(
             "weights": cfg.model.weights,
             "pooling": cfg.model.pooling,
             "feature_layer": exported.feature_layer,
+            "tta": list(cfg.model.tta),
             "trained_with_mixed_precision": mixed,
             **trainable_summary(model),
         },
@@ -471,7 +475,7 @@ def train(
         "metrics": {"validation": validation},
         "config": config_to_dict(cfg),
     }
-    save_artifact(exported.model, meta, run_dir)
+    save_artifact(final, meta, run_dir)
     artifact = load_artifact(run_dir)
     write_model_card(artifact)
     state["finished"] = True
