@@ -45,9 +45,7 @@ def test_the_exported_model_averages_the_logit_over_its_views(tta_artifact):
     assert network is base_of(tta_artifact.model) and network is not tta_artifact.model
     films = sample_files("kermany")[:6]
     x = np.stack([load_image(p, ImageSpec(size=64)) for p in films])
-    views = [x] + [
-        np.asarray(TestTimeView(*VIEWS[name])(x)) for name in ("zoom_in", "darker")
-    ]
+    views = [x] + [np.asarray(TestTimeView(*VIEWS[name])(x)) for name in ("zoom_in", "darker")]
     expected = np.mean([np.asarray(network(v, training=False)) for v in views], axis=0)
     np.testing.assert_allclose(Predictor(tta_artifact).logits(x), expected, atol=1e-5)
     # the views change the answer: the average is not the plain image's logit

@@ -192,8 +192,26 @@ def build_backbone(
                 ) from None
             raise
     names = [layer.name for layer in model.layers if id(layer) not in before]
+    if weights_arg is None:
+        _track_batch_statistics(model.layers, names)
     producer = model.output._keras_history.operation
     return BuiltBackbone(model.output, producer.name, names)
+
+
+FROM_SCRATCH_BN_MOMENTUM = 0.99
+
+
+def _track_batch_statistics(layers, names: Sequence[str]) -> None:
+    """From scratch, let BatchNorm's moving statistics follow the training ones within a
+    short run: MobileNetV3 sets momentum 0.999 (made for ImageNet-length training), and
+    after a few hundred steps its moving variance is still near its initial 1, so the
+    model answers one constant at inference (validation AUC 0.5) while it trains well."""
+    import keras
+
+    backbone = set(names)
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name in backbone:
+            layer.momentum = min(layer.momentum, FROM_SCRATCH_BN_MOMENTUM)
 
 
 @contextlib.contextmanager
