@@ -47,6 +47,7 @@ __all__ = [
     "config_to_dict",
     "load_config",
     "resolve_path",
+    "run_identity",
     "section_from_dict",
     "with_values",
 ]
@@ -698,6 +699,13 @@ def with_values(cfg: Config, values: dict[str, Any]) -> Config:
             node = node[part]
         node[leaf] = value
     return config_from_dict(raw)
+
+
+def run_identity(resolved: dict) -> dict:
+    """The part of a resolved config (:func:`config_to_dict`) that decides what a run
+    computes: everything but the model card's words, so editing those never blocks the
+    resume of a training run or a search (older runs, saved without them, match too)."""
+    return {key: value for key, value in resolved.items() if key != "card"}
 
 
 def config_to_dict(cfg: Any) -> dict:

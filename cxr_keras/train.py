@@ -37,7 +37,7 @@ import yaml
 
 from cxr_keras.artifact import META_FILE, MODEL_FILE, Artifact, copy_artifact, load_artifact
 from cxr_keras.cli import add_config_arguments, config_from_args, run_cli, setup_logging
-from cxr_keras.config import Config, ConfigError, config_to_dict
+from cxr_keras.config import Config, ConfigError, config_to_dict, run_identity
 
 __all__ = ["main", "train"]
 
@@ -145,10 +145,8 @@ def _check_run_dir(work: Path, cfg: Config) -> None:
     saved = work / "config.yaml"
     resolved = config_to_dict(cfg)
     if saved.is_file():
-        previous = yaml.safe_load(saved.read_text())
-        # the card's words do not change what is trained: editing them never blocks a resume
-        previous.pop("card", None)
-        compared = {k: v for k, v in resolved.items() if k != "card"}
+        previous = run_identity(yaml.safe_load(saved.read_text()))
+        compared = run_identity(resolved)
         if previous != compared:
             changed = sorted(k for k in compared if previous.get(k) != compared.get(k))
             raise ConfigError(

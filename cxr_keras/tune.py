@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from cxr_keras.cli import add_config_arguments, config_from_args, run_cli, setup_logging
-from cxr_keras.config import Config, ConfigError, config_to_dict, with_values
+from cxr_keras.config import Config, ConfigError, config_to_dict, run_identity, with_values
 
 __all__ = ["best_hparams_path", "load_best_hparams", "main", "tune"]
 
@@ -371,13 +371,39 @@ def _current_rss_mb() -> float:
     return float("nan")
 
 
+def atomic_tuner_state_writes() -> None:
+    """Make KerasTuner write its state files (oracle.json, trial.json, build configs)
+    whole: to a temporary file, then renamed over the old one. It writes them in place, so
+    a kill -9 during a write left an empty oracle.json and the resumed search stopped with
+    "Expecting value: line 1 column 1". Every KerasTuner JSON write goes through
+    ``keras_tuner.src.utils.save_json`` (keras-tuner 1.4), which this replaces once per
+    process."""
+    from keras_tuner.src import utils
+
+    if getattr(utils.save_json, "cxr_atomic", False):
+        return
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return text
+
+    save_json.cxr_atomic = True
+    utils.save_json = save_json
+
+
 def _make_tuner(cfg: Config, hypermodel, directory: Path, progress: bool = True):
     """A KerasTuner tuner of the configured oracle that clears the Keras session before
     each trial, records each trial's time, epochs, worker and peak memory, and keeps only
     the best trial's weights (Hyperband, which resumes trials from their parents'
-    weights, is pruned once the search ends)."""
+    weights, is pruned once the search ends). Its state files are written atomically."""
     import keras
     import keras_tuner as kt
+
+    atomic_tuner_state_writes()
 
     search = cfg.search
     base = {
@@ -613,9 +639,10 @@ def _check_search_config(directory: Path, cfg: Config) -> None:
     saved = directory / "config.json"
     resolved = config_to_dict(cfg)
     if saved.is_file():
-        previous = json.loads(saved.read_text(encoding="utf-8"))
-        if previous != resolved:
-            changed = sorted(k for k in resolved if previous.get(k) != resolved.get(k))
+        previous = run_identity(json.loads(saved.read_text(encoding="utf-8")))
+        compared = run_identity(resolved)
+        if previous != compared:
+            changed = sorted(k for k in compared if previous.get(k) != compared.get(k))
             raise ConfigError(
                 f"{directory} holds a search started with a different config "
                 f"(sections {changed} differ): continue it with the same "

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import kill_when, subprocess_env, tiny_config
 
-from cxr_keras.config import ConfigError, config_from_dict, config_to_dict
+from cxr_keras.config import ConfigError, config_from_dict, config_to_dict, with_values
 from cxr_keras.tune import load_best_hparams, register_space, tune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,6 +164,10 @@ def test_a_changed_config_is_not_mixed_into_an_earlier_search(tmp_path):
     tune(cfg, run_dir=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="different config"):
         tune(_search_config("changed", 2), run_dir=tmp_path, progress=False)
+    # the model card's words are not part of what a search computes
+    carded = with_values(_search_config("changed", 1), {"card.limitations": ["Edited."]})
+    assert carded.card.limitations == ["Edited."]
+    tune(carded, run_dir=tmp_path, progress=False)  # continues (finished) without complaint
 
 
 def test_a_trial_finished_before_a_kill_is_recognised(tmp_path):
@@ -189,3 +193,26 @@ def test_a_trial_finished_before_a_kill_is_recognised(tmp_path):
     assert not _finished_before(spec_path, {**spec, "values": {"model.dropout": 0.3}})
     (tmp_path / "result_0.json").write_text("{trunc")
     assert not _finished_before(spec_path, spec)  # a half-written result is run again
+
+
+def test_tuner_state_files_are_written_whole(tmp_path, monkeypatch):
+    """A kill during KerasTuner's write of oracle.json must leave the previous file, not an
+    empty one (which stopped a resumed search with 'Expecting value')."""
+    import os
+
+    from keras_tuner.src import utils
+
+    from cxr_keras.tune import atomic_tuner_state_writes
+
+    atomic_tuner_state_writes()
+    state = tmp_path / "oracle.json"
+    utils.save_json(str(state), {"trials": 1})
+    assert json.loads(state.read_text()) == {"trials": 1}
+
+    def killed(*args):  # the process dies after writing the temporary file
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        utils.save_json(str(state), {"trials": 2})
+    assert json.loads(state.read_text()) == {"trials": 1}  # the old state, whole
