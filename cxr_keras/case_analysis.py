@@ -148,7 +148,7 @@ class CaseAnalyzer:
 
     def read(self, path: str | os.PathLike, name: str | None = None):
         """(the film at its own size, the model input) or :class:`UploadError`."""
-        from cxr_keras.data.io import ImageDecodeError, load_image, read_image
+        from cxr_keras.data.io import ImageDecodeError, read_image_and_input
 
         path = Path(path)
         name = name or path.name
@@ -161,7 +161,7 @@ class CaseAnalyzer:
             )
         spec = self.artifact.image_spec
         try:
-            return read_image(path, spec), load_image(path, spec)
+            return read_image_and_input(path, spec)
         except ImageDecodeError as exc:
             raise UploadError(f"{name}: {exc.reason}") from None
         except (OSError, ValueError, RuntimeError) as exc:  # a decoder's own error
@@ -217,17 +217,14 @@ def bundled_candidates(labels: Sequence[str]) -> list[Path]:
         >>> bundled_candidates(["PNEUMONIA"])[0].parent.parent.name
         'kermany'
     """
-    import pandas as pd
+    from cxr_keras.data.labels import NIH_LABELS, NO_FINDING
+    from cxr_keras.sample_data import sample_files
 
-    from cxr_keras.sample_data import sample_files, sample_path
-
-    nih_columns = pd.read_csv(sample_path("nih") / "labels.csv", nrows=0).columns
-    nih_findings = set(nih_columns[nih_columns.get_loc("finding_labels") + 1 :])
     wanted = set(labels)
     chosen = []
     if wanted & {"PNEUMONIA", "NORMAL"}:
         chosen += sample_files("kermany")
-    if wanted & nih_findings:
+    if wanted & {*NIH_LABELS, NO_FINDING}:
         chosen += sample_files("nih")
     return chosen or sample_files("kermany") + sample_files("nih")
 

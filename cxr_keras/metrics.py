@@ -51,6 +51,15 @@ def patient_groups(patient_ids: Sequence | None, n: int) -> list[np.ndarray]:
     return [np.asarray(rows) for rows in groups.values()]
 
 
+def bootstrap_rows(groups: list[np.ndarray], n_resamples: int, seed: int = 0):
+    """Yield the rows of each bootstrap resample: ``len(groups)`` groups (patients) drawn
+    with replacement, all rows of each kept together."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        picked = rng.integers(0, len(groups), size=len(groups))
+        yield np.concatenate([groups[g] for g in picked])
+
+
 def _aucs(y, p, mask, rows) -> tuple[list, list, float | None, float | None]:
     """Per-label ROC/PR AUCs and the micro (pooled) pair, on the given rows."""
     rocs, prs = [], []
@@ -99,11 +108,8 @@ def bootstrap_auc(
     all_rows = np.arange(len(y))
     rocs, _, _, _ = _aucs(y, p, mask, all_rows)
     defined = [r is not None for r in rocs]
-    rng = np.random.default_rng(seed)
     samples: dict[str, dict] = {"roc_auc": {}, "pr_auc": {}}
-    for _ in range(n_resamples):
-        picked = rng.integers(0, len(groups), size=len(groups))
-        rows = np.concatenate([groups[g] for g in picked])
+    for rows in bootstrap_rows(groups, n_resamples, seed):
         rocs, prs, micro_roc, micro_pr = _aucs(y, p, mask, rows)
         for name, per_label, micro in (("roc_auc", rocs, micro_roc), ("pr_auc", prs, micro_pr)):
             values = {**dict(enumerate(per_label)), "macro": _macro(per_label, defined)}

@@ -131,15 +131,12 @@ def threshold_stability(
         >>> s = spread["youden"]["A"]; bool(s["low"] <= s["median"] <= s["high"])
         True
     """
-    from cxr_keras.metrics import patient_groups
+    from cxr_keras.metrics import bootstrap_rows, patient_groups
 
     y, p, mask = np.asarray(y), np.asarray(p), np.asarray(mask)
-    groups = patient_groups(patient_ids, len(y))
-    rng = np.random.default_rng(seed)
     rules = rule_names(min_sensitivity)
     draws: dict[str, dict[str, list[float]]] = {rule: {} for rule in rules}
-    for _ in range(n_resamples):
-        rows = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
+    for rows in bootstrap_rows(patient_groups(patient_ids, len(y)), n_resamples, seed):
         for j, label in enumerate(labels):
             known = rows[mask[rows, j] > 0]
             yj, pj = y[known, j], p[known, j]

@@ -245,6 +245,23 @@ def _history(work: Path) -> list[dict]:
     return rows
 
 
+def steps_per_epoch(cfg: Config, train_images: int) -> int:
+    """Batches per epoch as ``fit`` is fed (the last batch may be short)."""
+    return math.ceil(train_images / cfg.data.batch_size)
+
+
+def _loss(cfg: Config, weights):
+    """The masked binary loss of the config, with the class-weight table (or None)."""
+    from cxr_keras.models.losses import MaskedBinaryLoss
+
+    return MaskedBinaryLoss(
+        cfg.training.loss,
+        cfg.training.focal_gamma,
+        cfg.training.label_smoothing,
+        class_weights=None if weights is None else weights.tolist(),
+    )
+
+
 def _build(cfg: Config, labels: list[str], mixed_precision: bool):
     """The configured network for ``labels``."""
     from cxr_keras.models.build import build_model
@@ -278,7 +295,7 @@ def fit_datasets(cfg: Config, train_df, val_df) -> tuple:
         repeat=True,
     )
     val_ds = make_dataset(val_df, cfg.image, batch_size=cfg.data.batch_size, cache=cfg.data.cache)
-    return train_ds, val_ds, math.ceil(len(train_df) / cfg.data.batch_size)
+    return train_ds, val_ds, steps_per_epoch(cfg, len(train_df))
 
 
 def train(
@@ -317,7 +334,7 @@ def train(
         set_trainable,
         trainable_summary,
     )
-    from cxr_keras.models.losses import MaskedBinaryLoss, training_metrics
+    from cxr_keras.models.losses import training_metrics
     from cxr_keras.tta import with_tta
 
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
@@ -370,13 +387,7 @@ def train(
     phases = _phases(cfg)
     for phase in phases:  # a misspelt layer must fail now, not after hours of phase 1
         check_layer_name(built, phase.freeze)
-    weights = _class_weight_table(cfg, train_df)
-    loss = MaskedBinaryLoss(
-        cfg.training.loss,
-        cfg.training.focal_gamma,
-        cfg.training.label_smoothing,
-        class_weights=None if weights is None else weights.tolist(),
-    )
+    loss = _loss(cfg, _class_weight_table(cfg, train_df))
     for index, phase in enumerate(phases):
         if phase.name in state["phases_done"]:
             model.load_weights(work / f"{phase.name}.weights.h5")

@@ -28,7 +28,6 @@ import argparse
 import csv
 import json
 import logging
-import math
 import os
 import resource
 import shutil
@@ -140,39 +139,27 @@ class _HyperModel:
 
         from cxr_keras.data import split_frame
         from cxr_keras.data.manifest import manifest_labels
-        from cxr_keras.models.build import build_model
-        from cxr_keras.models.losses import MaskedBinaryLoss, training_metrics
+        from cxr_keras.models.losses import training_metrics
         from cxr_keras.train import (
+            _build,
             _class_weight_table,
+            _loss,
             _optimizer,
             _use_mixed_precision,
             learning_rate_for,
+            steps_per_epoch,
         )
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.seed)
         labels = manifest_labels(self.manifest)
-        built = build_model(
-            cfg.model,
-            cfg.image,
-            labels,
-            cfg.augment,
-            cfg.preprocess,
-            seed=cfg.seed,
-            mixed_precision=_use_mixed_precision(cfg.training.mixed_precision),
-        )
+        built = _build(cfg, labels, _use_mixed_precision(cfg.training.mixed_precision))
         train = split_frame(self.manifest, "train")
-        weights = _class_weight_table(cfg, train)
-        steps = math.ceil(len(train) / cfg.data.batch_size)  # as fit_datasets feeds fit
+        steps = steps_per_epoch(cfg, len(train))
         rate = learning_rate_for(cfg, cfg.training.learning_rate, cfg.search.epochs, steps)
         built.model.compile(
             optimizer=_optimizer(cfg, rate),
-            loss=MaskedBinaryLoss(
-                cfg.training.loss,
-                cfg.training.focal_gamma,
-                cfg.training.label_smoothing,
-                class_weights=None if weights is None else weights.tolist(),
-            ),
+            loss=_loss(cfg, _class_weight_table(cfg, train)),
             weighted_metrics=training_metrics(labels),
         )
         return built.model

@@ -121,8 +121,6 @@ def mc_dropout(
 ) -> McDropout:
     """MC-dropout statistics of model inputs (n, H, W, 1), temperature applied per label
     (one-off: builds a :class:`McDropoutSampler`)."""
-    if passes < 2:
-        raise ValueError(f"MC dropout needs at least 2 passes, got {passes}")
     return McDropoutSampler(model)(images, temperatures, passes, seed, batch_size)
 
 

@@ -93,6 +93,15 @@ def tiny_nih_model(run_dir: Path, name: str, labels: list[str], test: float = 0.
     return train(cfg, run_dir=run_dir, progress=False)
 
 
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def subprocess_env() -> dict:
     """The environment for running the package's CLIs from a test."""
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}

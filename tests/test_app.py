@@ -3,7 +3,6 @@ in-process; the page itself is driven in a real browser in test_app_browser.py."
 
 from __future__ import annotations
 
-import socket
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ from cxr_keras.case_analysis import (
 )
 from cxr_keras.predictor import Predictor
 from cxr_keras.sample_data import sample_files
+from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +154,6 @@ def test_model_card_shows_the_stored_metrics(trained_artifact):
     assert "not a diagnostic device" in DISCLAIMER
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_http_api_answers_and_the_model_loads_once(trained_artifact, bad_files, monkeypatch):
     pytest.importorskip("gradio", reason="the app needs the [app] extra")
     from gradio_client import Client, handle_file
@@ -172,7 +166,7 @@ def test_http_api_answers_and_the_model_loads_once(trained_artifact, bad_files, 
 
     app = build_app(trained_artifact, mc_passes=0, examples=[])
     monkeypatch.setattr(cxr_keras.artifact, "load_artifact", no_reload)
-    port = _free_port()
+    port = free_port()
     app.queue().launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 
 from cxr_keras.predictor import Predictor
 from cxr_keras.sample_data import sample_files
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import REPO, free_port, subprocess_env
 
 SCREENSHOTS = REPO / "runs" / "app_browser"
 CHROMIUM_ARGS = [
@@ -57,17 +56,11 @@ def _chromium() -> str:
     return binary
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(trained_artifact, tmp_path_factory):
     """The app's URL, served by the real command line in its own process."""
     _chromium()  # skip before paying for a server
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     command = [
         sys.executable,

@@ -241,3 +241,13 @@ def test_very_large_images_match_between_prediction_and_load_image(tmp_path):
     )  # sizes unknown: the largest plan
     np.testing.assert_array_equal(predicted, expected)
     np.testing.assert_array_equal(next(iter(unverified))[0][0].numpy(), expected)
+
+
+def test_one_decode_gives_the_film_and_the_model_input_exactly():
+    from cxr_keras.data.io import read_image_and_input
+
+    spec = ImageSpec(size=96, resize="pad")
+    for path in (sample_files("kermany")[-1], sample_files("nih")[0], *sample_files("dicom")):
+        original, model_input = read_image_and_input(path, spec)
+        np.testing.assert_array_equal(original, read_image(path, spec))
+        np.testing.assert_array_equal(model_input, load_image(path, spec))

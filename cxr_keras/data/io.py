@@ -650,6 +650,24 @@ def read_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.nda
         return (tf.cast(image, tf.float32) * scale).numpy()
 
 
+def read_image_and_input(
+    path: str | os.PathLike, spec: ImageSpec | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_image` and :func:`load_image` of one file from a single decode (the
+    same values as the two calls), for callers that need the film and the model input."""
+    spec = spec or ImageSpec()
+    header = read_header(path, spec)
+    steps = resize_steps(header.height, header.width, spec)
+    if header.format == "dicom":
+        original = decode_dicom(path, spec)[..., None]
+        return original, prepare_image(original, spec, 1.0, steps).numpy()
+    tf = _tf()
+    with _decode_errors(path, header):
+        image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
+        original = (tf.cast(image, tf.float32) * scale).numpy()
+        return original, prepare_image(image, spec, scale, steps).numpy()
+
+
 def load_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.ndarray:
     """The model input for one file: float32 (size[0], size[1], 1) in [0, 1].
 
