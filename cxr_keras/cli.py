@@ -23,9 +23,11 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """``--config FILE``, ``--set KEY=VALUE`` (repeatable), ``--run-name``, ``--verbose``."""
-    parser.add_argument("--config", required=True, help="YAML recipe, e.g. tuner_configs/demo.yaml")
+    parser.add_argument(
+        "--config", required=required, help="YAML recipe, e.g. tuner_configs/demo.yaml"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -215,13 +215,17 @@ class DataConfig:
 
     Attributes:
         source: ``folder`` (one folder per class, optional split level), ``csv``
-            (a labels CSV with paths), or ``dicom`` (a folder of DICOM files, labels
-            from a CSV or from class folders).
+            (a labels CSV with paths), ``dicom`` (a folder of DICOM files, labels
+            from a CSV or from class folders), or a named public dataset as its provider
+            ships it: ``kermany``, ``nih``, ``chexpert``, ``rsna`` (see
+            :mod:`cxr_keras.data.datasets`; ``root`` is its folder or its label file).
         root: the folder the images are under. ``sample:kermany`` names a bundled sample.
             A list of folders (folder and dicom sources) reads them all as one dataset,
             e.g. two packs of the Kermany TRAIN set.
         csv: the labels CSV (``csv`` and ``dicom`` sources).
-        labels: the labels to learn, in model output order. Default: every label found.
+        labels: the labels to learn, in model output order. Default: every label found
+            (a named dataset: all of its labels). A preset name is a list: ``nih14``,
+            ``chexpert14``, ``chexpert_competition`` (the five competition labels).
         negative_classes: class folders that mean "no label positive" (folder source).
         path_column: the CSV column with image paths, relative to ``root``.
         finding_column: a CSV column of separator-joined findings (NIH ``Finding Labels``);
@@ -238,7 +242,8 @@ class DataConfig:
         patient_ids_per_split: patient ids are only unique within each split folder (the
             official Kermany release), so they are prefixed with the split.
         uncertain: policy for uncertain (-1) labels, ``zeros``/``ones``/``ignore``, or a
-            mapping label -> policy (other labels: ``zeros``).
+            mapping label -> policy (other labels: ``zeros``). Default: ``zeros``; for
+            ``chexpert`` the paper's (U-Ones for Atelectasis and Edema, else U-Zeros).
         blank: policy for blank label cells, ``zeros``/``ones``/``ignore``.
         verify: ``header`` reads each file's header before training (format, size,
             truncation, DICOM attributes) and skips bad files; ``full`` decodes each file;
@@ -248,12 +253,15 @@ class DataConfig:
         cache: ``memory`` caches decoded images in RAM; ``none`` decodes every epoch; any
             other value is a directory for a tf.data file cache.
         shuffle_buffer: shuffle buffer size; default the whole training split.
+        options: keyword options of a named dataset's adapter, e.g. ``{official_val:
+            false}`` (kermany), ``{frontal_only: true}`` (chexpert), ``{detailed_csv:
+            FILE}`` (rsna).
     """
 
-    source: Literal["folder", "csv", "dicom"]
+    source: Literal["folder", "csv", "dicom", "kermany", "nih", "chexpert", "rsna"]
     root: str | list[str]
     csv: str | None = None
-    labels: list[str] | None = None
+    labels: list[str] | str | None = None
     negative_classes: list[str] = field(default_factory=lambda: ["NORMAL", "No Finding"])
     path_column: str = "path"
     finding_column: str | None = None
@@ -264,15 +272,27 @@ class DataConfig:
     patient_id_pattern: str | None = None
     patient_id_key: str | None = None
     patient_ids_per_split: bool = False
-    uncertain: Literal["zeros", "ones", "ignore"] | dict[str, str] = "zeros"
+    uncertain: Literal["zeros", "ones", "ignore"] | dict[str, str] | None = None
     blank: Literal["zeros", "ones", "ignore"] = "zeros"
     verify: Literal["header", "full", "none"] = "header"
     split: SplitConfig = field(default_factory=SplitConfig)
     batch_size: int = 32
     cache: str = "memory"
     shuffle_buffer: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.labels, str):
+            from cxr_keras.data.labels import LABEL_PRESETS
+
+            if self.labels not in LABEL_PRESETS:
+                raise ConfigError(
+                    f"data.labels: a list of labels or a preset ({', '.join(LABEL_PRESETS)}), "
+                    f"got {self.labels!r}"
+                )
+            self.labels = list(LABEL_PRESETS[self.labels])
+        if self.options:
+            self._check_options()
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size: must be >= 1, got {self.batch_size}")
         if self.shuffle_buffer is not None and self.shuffle_buffer < 1:
@@ -308,6 +328,26 @@ class DataConfig:
             raise ConfigError(
                 f"data.cache: memory, none, or a folder path (with a /), got {self.cache!r}"
                 + (f" (did you mean {near[0]!r}?)" if near else "")
+            )
+
+    def _check_options(self) -> None:
+        """``options`` belong to a named dataset and must be its adapter's arguments."""
+        import inspect
+
+        from cxr_keras.data.datasets import DATASETS
+
+        if self.source not in DATASETS:
+            raise ConfigError(
+                f"data.options: only for the named datasets ({', '.join(DATASETS)}), "
+                f"not for the {self.source} source"
+            )
+        own = {"root", "labels", "csv", "uncertain", "blank"}  # set as data.* keys
+        accepted = [p for p in inspect.signature(DATASETS[self.source]).parameters if p not in own]
+        unknown = sorted(set(self.options) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"data.options: {self.source} has no option(s) {unknown}; "
+                f"accepted: {', '.join(accepted) or 'none'}"
             )
 
 

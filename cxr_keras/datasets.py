@@ -1,13 +1,21 @@
-"""``python -m cxr_keras.datasets summary``: load, verify and split a configured dataset,
-print its summary, and save a grid of augmented training images.
+"""``python -m cxr_keras.datasets summary``: the summary of a dataset.
 
-Writes to ``runs/<name>/data/``: ``summary.txt`` and ``summary.json`` (counts per split,
-patients, labels, co-occurrence, skipped files by reason), ``manifest.csv`` (every usable
-image with its split), ``skipped.csv`` (every file left out, with the reason) and
-``augmentation_grid.png``.
+Two forms:
+
+- ``summary --config RECIPE``: load, verify and split the configured data, and save a
+  grid of augmented training images, under ``runs/<name>/data/``;
+- ``summary DATASET ROOT``: a named public dataset (kermany, nih, chexpert, rsna) as its
+  provider ships it, or its label file alone, without reading images: counts, patients,
+  views and co-occurrence of every row, under ``runs/datasets/<dataset>/``.
+
+Both write ``summary.txt`` and ``summary.json`` (counts per split, patients, labels,
+co-occurrence, skipped files by reason), ``manifest.csv`` and ``skipped.csv`` (every file
+left out, with the reason).
 
 Example:
     python -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
+    python -m cxr_keras.datasets summary nih ~/data/NIH/Data_Entry_2017_v2020.csv
+    python -m cxr_keras.datasets summary chexpert ~/CheXpert-v1.0-small --option frontal_only=true
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ import pandas as pd
 
 from cxr_keras.cli import add_config_arguments, config_from_args, run_cli, setup_logging
 from cxr_keras.config import Config
+from cxr_keras.data.datasets import DATASETS
 
-__all__ = ["augmentation_grid", "main", "summarize"]
+__all__ = ["augmentation_grid", "main", "summarize", "summarize_dataset"]
 
 log = logging.getLogger("cxr_keras.datasets")
 
@@ -33,25 +42,65 @@ def summarize(cfg: Config, out_dir: Path | None = None, grid_columns: int = 8) -
 
     Returns the summary dict (as in ``summary.json``) plus ``out_dir``.
     """
-    from cxr_keras.data import prepare_data, skipped_files, split_frame
+    from cxr_keras.data import prepare_data, split_frame
     from cxr_keras.data.stats import dataset_summary, format_summary
 
     out_dir = Path(out_dir) if out_dir else cfg.run_dir / "data"
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = prepare_data(cfg.data, cfg.image, seed=cfg.seed, progress=True)
     summary = dataset_summary(manifest)
-    text = format_summary(summary)
-    print(text)
-    (out_dir / "summary.txt").write_text(text + "\n", encoding="utf-8")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    manifest.to_csv(out_dir / "manifest.csv", index=False)
-    skipped_files(manifest).to_csv(out_dir / "skipped.csv", index=False)
+    _write_summary(summary, format_summary(summary), manifest, out_dir)
     train = split_frame(manifest, "train")
     if len(train) and grid_columns > 0:
         grid = augmentation_grid(cfg, train, out_dir / "augmentation_grid.png", grid_columns)
         print(f"augmentation grid: {grid}")
     summary["out_dir"] = str(out_dir)
     return summary
+
+
+def summarize_dataset(name: str, root: str | Path, out_dir: Path | None = None, **options) -> dict:
+    """The summary of a named public dataset's labels (no image is read), written to
+    ``out_dir`` (default ``runs/datasets/<name>``) as in :func:`summarize`.
+
+    Example:
+        >>> import tempfile
+        >>> out = tempfile.mkdtemp()
+        >>> s = summarize_dataset("kermany", "sample:kermany", out)  # doctest: +ELLIPSIS
+        262 images, ...
+        >>> s["images"], s["patients"]
+        (262, 186)
+    """
+    from cxr_keras.config import resolve_path
+    from cxr_keras.data.datasets import open_dataset
+    from cxr_keras.data.stats import dataset_summary, format_summary
+
+    manifest = open_dataset(name, resolve_path(str(root)), **options)
+    out_dir = Path(out_dir) if out_dir else Path("runs") / "datasets" / name
+    summary = dataset_summary(manifest)
+    _write_summary(summary, format_summary(summary), manifest, out_dir)
+    summary["out_dir"] = str(out_dir)
+    return summary
+
+
+def _write_summary(summary: dict, text: str, manifest: pd.DataFrame, out_dir: Path) -> None:
+    from cxr_keras.data import skipped_files
+
+    print(text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    manifest.to_csv(out_dir / "manifest.csv", index=False)
+    skipped_files(manifest).to_csv(out_dir / "skipped.csv", index=False)
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``key=value`` with the value read as YAML (true, 3, a path stays text)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
 
 
 def augmentation_grid(cfg: Config, train: pd.DataFrame, path: Path, columns: int = 8) -> str:
@@ -114,8 +163,24 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m cxr_keras.datasets", description="Dataset tools."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    summary = sub.add_parser("summary", help="load, verify and split a dataset; print counts")
-    add_config_arguments(summary)
+    summary = sub.add_parser(
+        "summary",
+        help="counts of a configured dataset (--config) or of a named public one",
+        description="Either --config RECIPE, or DATASET ROOT (a named public dataset's "
+        "folder or label file).",
+    )
+    summary.add_argument("dataset", nargs="?", choices=sorted(DATASETS), help="named dataset")
+    summary.add_argument("root", nargs="?", help="its folder as unpacked, or its label file")
+    summary.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an adapter option, e.g. frontal_only=true (chexpert) or task=subtype (kermany)",
+    )
+    add_config_arguments(summary, required=False)
     summary.add_argument("--out", type=Path, help="output folder (default runs/<name>/data)")
     summary.add_argument(
         "--grid",
@@ -126,6 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    if (args.config is None) == (args.dataset is None):
+        parser.error("summary: give either --config RECIPE or DATASET ROOT")
+    if args.dataset is not None:
+        if args.root is None:
+            parser.error(f"summary {args.dataset}: give the dataset's folder or label file")
+        result = summarize_dataset(args.dataset, args.root, args.out, **dict(args.options))
+        log.info("wrote %s", result["out_dir"])
+        return 0
     cfg = config_from_args(args)
     result = summarize(cfg, args.out, args.grid)
     log.info("wrote %s", result["out_dir"])

@@ -35,7 +35,7 @@ def test_square_size_and_defaults():
     cfg = config_from_dict({**BASE, "image": {"size": 160}})
     assert cfg.image.size == (160, 160)
     assert cfg.image.resize == "squash"
-    assert cfg.data.uncertain == "zeros"
+    assert cfg.data.uncertain is None  # the source's default: zeros, CheXpert's paper policy
 
 
 @pytest.mark.parametrize(

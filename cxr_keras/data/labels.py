@@ -28,6 +28,7 @@ __all__ = [
     "CHEXPERT_COMPETITION_LABELS",
     "CHEXPERT_LABELS",
     "KNOWN_LABELS",
+    "LABEL_PRESETS",
     "NIH_LABELS",
     "NO_FINDING",
     "UncertainPolicy",
@@ -78,6 +79,13 @@ CHEXPERT_LABELS = (
 
 #: The five labels of the CheXpert competition (Irvin et al. 2019).
 CHEXPERT_COMPETITION_LABELS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion")
+
+#: Named label lists (``data.labels: chexpert_competition``).
+LABEL_PRESETS = {
+    "nih14": NIH_LABELS,
+    "chexpert14": CHEXPERT_LABELS,
+    "chexpert_competition": CHEXPERT_COMPETITION_LABELS,
+}
 
 # alias (lower case) -> canonical name
 _ALIASES = {

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -621,7 +622,7 @@ def _load_one(data: DataConfig, root: Path) -> pd.DataFrame:
             data.finding_separator,
             data.patient_column,
             data.view_column,
-            data.uncertain,
+            data.uncertain or "zeros",
             data.blank,
             data.patient_id_pattern,
         )
@@ -634,7 +635,28 @@ def _load_one(data: DataConfig, root: Path) -> pd.DataFrame:
             data.patient_column,
             data.patient_id_key,
             data.negative_classes,
-            data.uncertain,
+            data.uncertain or "zeros",
             data.blank,
         )
-    raise ValueError(f"unknown data.source {data.source!r}")  # pragma: no cover - validated
+    return _load_named(data, root, csv)
+
+
+def _load_named(data: DataConfig, root: Path, csv: Path | None) -> pd.DataFrame:
+    """A named public dataset (:mod:`cxr_keras.data.datasets`) with the data.* keys it
+    takes passed on; a key it does not take is refused rather than ignored."""
+    from cxr_keras.data.datasets import DATASETS, open_dataset
+
+    if data.source not in DATASETS:
+        raise ValueError(f"unknown data.source {data.source!r}")  # pragma: no cover
+    options = dict(data.options)
+    given = {"csv": csv, "labels": data.labels, "uncertain": data.uncertain}
+    if data.blank != "zeros":
+        given["blank"] = data.blank
+    accepted = inspect.signature(DATASETS[data.source]).parameters
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            raise ValueError(f"data.{key}: the {data.source} dataset does not take it")
+        options[key] = value
+    return open_dataset(data.source, root, **options)
