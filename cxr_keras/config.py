@@ -67,7 +67,10 @@ class ImageSpec:
         size: model input (height, width); an int means a square.
         resize: ``squash`` stretches the whole image to the size (as the public Kermany
             and NIH benchmarks do); ``pad`` keeps the aspect ratio and pads with black;
-            ``crop`` takes the central square, then resizes.
+            ``crop`` takes the central square, then resizes (TorchXRayVision's
+            ``XRayCenterCrop``).
+        crop_borders: first remove uniform frames (black, white or gray padding, burned-in
+            frame bands) around the radiograph (:mod:`cxr_keras.data.borders`).
         dicom_window: ``auto`` (VOI LUT or window from the header, else min-max),
             ``header`` (require the header's VOI LUT/window), ``minmax``, or
             ``[center, width]`` in modality units.
@@ -78,6 +81,7 @@ class ImageSpec:
 
     size: tuple[int, int] = (224, 224)
     resize: Literal["squash", "pad", "crop"] = "squash"
+    crop_borders: bool = False
     dicom_window: Literal["auto", "header", "minmax"] | tuple[float, float] = "auto"
     max_pixels: int = 60_000_000
     min_side: int = 32

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import warnings
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_keras.config import ImageSpec
+from cxr_keras.data.borders import content_box, crop_borders
 
 __all__ = [
     "DECODER_KINDS",
@@ -41,6 +43,7 @@ __all__ = [
     "ImageHeader",
     "decode_dicom",
     "decoder_kind",
+    "frame_offset",
     "is_dicom_path",
     "load_image",
     "max_resize_steps",
@@ -591,15 +594,20 @@ def prepare_image(image, spec: ImageSpec, scale: float = 1.0, steps: int | None 
     """Resize a (H, W, 1) image to the model input as ``spec`` says; float32 in [0, 1].
 
     ``image * scale`` must be in [0, 1] (an integer image with ``scale`` 1/255 or 1/65535,
-    or a float image with scale 1). ``steps`` is the image's :func:`resize_steps` (or
-    larger, or None when unknown: the result is the same). Runs as TensorFlow ops, eagerly
-    or inside tf.data, so training and prediction compute the very same values.
+    or a float image with scale 1). ``spec.crop_borders`` removes a uniform frame first
+    (:func:`~cxr_keras.data.borders.crop_borders`). ``steps`` is the image's
+    :func:`resize_steps` (or larger, or None when unknown: the result is the same). Runs
+    as TensorFlow ops, eagerly or inside tf.data, so training and prediction compute the
+    very same values.
     Interpolation averages its inputs, so the result stays in [0, 1].
     """
     tf = _tf()
     image = tf.convert_to_tensor(image)
     target_h, target_w = spec.size
     steps = max_resize_steps(spec) if steps is None else steps
+    if spec.crop_borders:
+        image = crop_borders(image, scale)
+        steps = max(steps, 0)  # a cropped image no longer has the target size
     if spec.resize == "crop":
         shape = tf.shape(image)
         side = tf.minimum(shape[0], shape[1])
@@ -634,7 +642,8 @@ def _decode_errors(path, header: ImageHeader):
 
 
 def read_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.ndarray:
-    """Decode a file at its own resolution: float32 (H, W, 1) in [0, 1], bone bright.
+    """Decode a file at its own resolution: float32 (H, W, 1) in [0, 1], bone bright, its
+    uniform frame removed when ``spec.crop_borders`` (the film the model input is made of).
 
     Checks the file with :func:`read_header` first; raises :class:`ImageDecodeError`.
     Use it where the original size matters (e.g. overlays); models take
@@ -643,11 +652,28 @@ def read_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.nda
     spec = spec or ImageSpec()
     header = read_header(path, spec)
     if header.format == "dicom":
-        return decode_dicom(path, spec)[..., None]
+        return _film(decode_dicom(path, spec)[..., None], spec)
     tf = _tf()
     with _decode_errors(path, header):
         image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
-        return (tf.cast(image, tf.float32) * scale).numpy()
+        return _film(tf.cast(image, tf.float32) * scale, spec)
+
+
+def _film(image, spec: ImageSpec) -> np.ndarray:
+    """A decoded [0, 1] image as numpy, without its frame when the spec crops borders."""
+    return np.asarray(crop_borders(image) if spec.crop_borders else image, dtype=np.float32)
+
+
+def frame_offset(path: str | os.PathLike, spec: ImageSpec | None = None) -> tuple[int, int]:
+    """``(top, left)`` of the film inside the file's pixels: what ``spec.crop_borders``
+    removed above and left of it (0, 0 without cropping). Shifts boxes given in the file's
+    pixels (NIH, RSNA) onto :func:`read_image`'s film."""
+    spec = spec or ImageSpec()
+    if not spec.crop_borders:
+        return 0, 0
+    whole = read_image(path, dataclasses.replace(spec, crop_borders=False))
+    top, left, _, _ = content_box(whole)
+    return int(top), int(left)
 
 
 def read_image_and_input(
@@ -660,11 +686,11 @@ def read_image_and_input(
     steps = resize_steps(header.height, header.width, spec)
     if header.format == "dicom":
         original = decode_dicom(path, spec)[..., None]
-        return original, prepare_image(original, spec, 1.0, steps).numpy()
+        return _film(original, spec), prepare_image(original, spec, 1.0, steps).numpy()
     tf = _tf()
     with _decode_errors(path, header):
         image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
-        original = (tf.cast(image, tf.float32) * scale).numpy()
+        original = _film(tf.cast(image, tf.float32) * scale, spec)
         return original, prepare_image(image, spec, scale, steps).numpy()
 
 
