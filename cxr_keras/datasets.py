@@ -8,6 +8,9 @@ Two forms:
   provider ships it, or its label file alone, without reading images: counts, patients,
   views and co-occurrence of every row, under ``runs/datasets/<dataset>/``.
 
+``download DATASET [--out DIR]`` fetches kermany, nih, nih-sample or rsna through kagglehub
+(:mod:`cxr_keras.data.download`) and prints the ``summary`` command that opens it.
+
 Both write ``summary.txt`` and ``summary.json`` (counts per split, patients, labels,
 co-occurrence, skipped files by reason), ``manifest.csv`` and ``skipped.csv`` (every file
 left out, with the reason).
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ import pandas as pd
 from cxr_keras.cli import add_config_arguments, config_from_args, run_cli, setup_logging
 from cxr_keras.config import Config
 from cxr_keras.data.datasets import DATASETS
+from cxr_keras.data.download import DOWNLOADS
 
 __all__ = ["augmentation_grid", "main", "summarize", "summarize_dataset"]
 
@@ -91,6 +96,20 @@ def _write_summary(summary: dict, text: str, manifest: pd.DataFrame, out_dir: Pa
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     manifest.to_csv(out_dir / "manifest.csv", index=False)
     skipped_files(manifest).to_csv(out_dir / "skipped.csv", index=False)
+
+
+def _download(name: str, out: Path | None, force: bool) -> int:
+    """The ``download`` command: fetch, then say how to open what arrived."""
+    from cxr_keras.data.download import DownloadError, download
+
+    try:
+        folder = download(name, out, force)
+    except DownloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{name}: {folder}")
+    print(f"next: python -m cxr_keras.datasets summary {DOWNLOADS[name].adapter} {folder}")
+    return 0
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -189,8 +208,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="images per row of the augmentation grid (0: no grid)",
     )
+    fetch = sub.add_parser(
+        "download",
+        help="download a public dataset with kagglehub (pip install 'cxr-keras[download]')",
+    )
+    fetch.add_argument("dataset", help=f"one of {', '.join(sorted(DOWNLOADS))} (or chexpert)")
+    fetch.add_argument("--out", type=Path, help="download here instead of kagglehub's cache")
+    fetch.add_argument("--force", action="store_true", help="download again even if cached")
+    fetch.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    if args.command == "download":
+        return _download(args.dataset, args.out, args.force)
     if (args.config is None) == (args.dataset is None):
         parser.error("summary: give either --config RECIPE or DATASET ROOT")
     if args.dataset is not None:

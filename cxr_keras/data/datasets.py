@@ -70,7 +70,7 @@ _RSNA_OPACITY = "Lung Opacity"
 # --------------------------------------------------------------------------- helpers
 
 
-def _find_file(root: Path, patterns: Iterable[str], depth: int = 3) -> Path | None:
+def _find_file(root: Path, patterns: Iterable[str], depth: int = 2) -> Path | None:
     """The first file matching one of ``patterns`` at most ``depth`` folders below
     ``root`` (shallowest first; of several at one depth, the last by name, i.e. the newest
     revision such as ``Data_Entry_2017_v2020.csv``)."""
@@ -88,15 +88,18 @@ def _find_file(root: Path, patterns: Iterable[str], depth: int = 3) -> Path | No
     return None
 
 
-def _split_root(root: str | os.PathLike, label_patterns: Iterable[str]) -> tuple[Path, Path | None]:
-    """(dataset folder, label file) for a root that is a folder or a label file (the
-    folder is then the file's, and no images are looked for: see :func:`_images_of`)."""
+def _split_root(
+    root: str | os.PathLike, label_patterns: Iterable[str], depth: int = 2
+) -> tuple[Path, Path | None]:
+    """(dataset folder, label file) for a root that is a folder (the label file searched
+    at most ``depth`` folders down) or a label file (the folder is then the file's, and
+    the adapters look for no images)."""
     root = Path(root).expanduser()
     if root.is_file():
         return root.parent, root
     if not root.is_dir():
         raise ValueError(f"{root}: dataset folder or label file not found")
-    return root, _find_file(root, label_patterns)
+    return root, _find_file(root, label_patterns, depth)
 
 
 def _index_by_stem(root: Path, under: Iterable[str] = ()) -> tuple[dict[str, Path], list[Skip]]:
@@ -274,6 +277,11 @@ _NIH_EXTRAS = {
     "Height]": "original_height",
     "OriginalImagePixelSpacing[x": "pixel_spacing_x",
     "y]": "pixel_spacing_y",
+    # the Kaggle random sample's sample_labels.csv spells these differently
+    "OriginalImageWidth": "original_width",
+    "OriginalImageHeight": "original_height",
+    "OriginalImagePixelSpacing_x": "pixel_spacing_x",
+    "OriginalImagePixelSpacing_y": "pixel_spacing_y",
 }
 
 
@@ -319,7 +327,8 @@ def nih_source(
     bbox_csv: str | os.PathLike | None = None,
     official_split: bool = True,
 ) -> pd.DataFrame:
-    """NIH ChestX-ray14: ``Data_Entry_2017*.csv`` and the ``images*/`` folders, any nesting.
+    """NIH ChestX-ray14: ``Data_Entry_2017*.csv`` and the ``images*/`` folders, any nesting
+    (or the Kaggle random sample's ``sample_labels.csv``).
 
     Labels: the 14 findings (``labels`` picks some; ``No Finding`` rows are all negative).
     Patient ids are the NIH ``Patient ID``; ``view`` is PA/AP; extras ``follow_up``, ``age``,
@@ -334,7 +343,9 @@ def nih_source(
         >>> nih = sample_path("nih")  # the bundled copy has its own labels.csv layout
         >>> df = nih_source(nih, csv=nih / "labels.csv")  # doctest: +SKIP
     """
-    folder, found = _split_root(root, ["Data_Entry_2017*.csv", "Data_Entry_2017*.csv.gz"])
+    folder, found = _split_root(
+        root, ["Data_Entry_2017*.csv", "Data_Entry_2017*.csv.gz", "sample_labels.csv"]
+    )
     csv = Path(csv) if csv else found
     if csv is None:
         raise ValueError(f"{folder}: no Data_Entry_2017*.csv (NIH labels) found; pass csv=")
@@ -353,8 +364,9 @@ def nih_source(
     df = df.rename(columns=_NIH_EXTRAS)
     df.insert(len(labels) + 1, "image_index", names.to_numpy())
     for column in ("follow_up", "age", "original_width", "original_height"):
-        if column in df.columns:
-            df[column] = pd.to_numeric(df[column], errors="coerce").astype("Int64")
+        if column in df.columns:  # the sample's ages read "060Y"
+            digits = df[column].astype(str).str.extract(r"^\s*(\d+)", expand=False)
+            df[column] = pd.to_numeric(digits, errors="coerce").astype("Int64")
     notes: list[str] = []
     skipped: list[Skip] = []
     if official_split:
@@ -426,7 +438,7 @@ def chexpert_source(
         >>> policy == CHEXPERT_PAPER_UNCERTAIN
         True
     """
-    folder, found = _split_root(root, ["train.csv", "*/train.csv"])
+    folder, found = _split_root(root, ["train.csv"], depth=1)  # CheXpert-v1.0*/train.csv
     csvs: list[tuple[str, Path]]
     if csv is not None:
         csvs = [("train", Path(csv))]
