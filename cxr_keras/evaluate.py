@@ -179,16 +179,24 @@ def evaluate(
     CSV or class-folder tree. ``referral``: settings of the referral rule to store
     (``band``, ``max_std``, ``passes``; see :mod:`cxr_keras.uncertainty`).
     ``threshold_estimate``: ``point`` stores each rule's threshold on the validation
-    split as it is; ``bootstrap`` stores the median over patient-level bootstrap resamples
-    of validation, a steadier choice when the point value sits on a knife edge. Either
-    way the spread of those resamples is reported (``threshold_stability``).
+    split as it is; ``bootstrap`` uses patient-level bootstrap resamples of validation
+    (:func:`~cxr_keras.operating_points.bootstrap_estimate`): the median for Youden and
+    F1, a steadier choice when the point value sits on a knife edge, and for the screening
+    rule the 2.5th percentile, so its minimum sensitivity holds in 97.5 % of resamples
+    rather than in half of them. Either way the spread of those resamples is reported
+    (``threshold_stability``).
     """
     from cxr_keras.artifact import Artifact, load_artifact
     from cxr_keras.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.data.artifact_data import evaluation_frames
     from cxr_keras.data.pipeline import label_arrays
     from cxr_keras.metrics import discrimination
-    from cxr_keras.operating_points import choose_thresholds, rule_names, threshold_stability
+    from cxr_keras.operating_points import (
+        bootstrap_estimate,
+        choose_thresholds,
+        rule_names,
+        threshold_stability,
+    )
     from cxr_keras.predictor import Predictor
     from cxr_keras.uncertainty import check_rule, refer, rule_of
 
@@ -249,10 +257,14 @@ def evaluate(
         if threshold_estimate == "bootstrap":
             for rule in rules:
                 for label, spread in stability[rule].items():
-                    chosen[rule][label] = spread["median"]
+                    chosen[rule][label] = bootstrap_estimate(rule, spread)
         for rule in rules:
             thresholds[rule] = [chosen[rule][label] for label in labels]
-        estimate = "bootstrap medians" if threshold_estimate == "bootstrap" else "point values"
+        estimate = (
+            "bootstrap: medians, screening at the 2.5th percentile"
+            if threshold_estimate == "bootstrap"
+            else "point values"
+        )
         threshold_source = f"chosen on the validation split ({len(val)} images; {estimate})"
     else:
         if calibrate:
@@ -494,8 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         "--threshold-estimate",
         choices=["point", "bootstrap"],
         default="point",
-        help="store each rule's threshold as the validation point value or the median of "
-        "patient-level bootstrap resamples (steadier)",
+        help="store each rule's threshold as the validation point value, or from "
+        "patient-level bootstrap resamples (steadier: the median; for the screening rule "
+        "the 2.5th percentile, so its sensitivity floor holds in 97.5%% of them)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "bootstrap_estimate",
     "choose_thresholds",
     "f1_max_threshold",
     "rule_names",
@@ -69,6 +70,20 @@ def sensitivity_threshold(y: np.ndarray, p: np.ndarray, minimum: float) -> float
     """The highest threshold with sensitivity >= ``minimum``."""
     _, tpr, thresholds = _roc(y, p)
     return float(thresholds[int(np.argmax(tpr >= minimum - 1e-12))])
+
+
+def bootstrap_estimate(rule: str, spread: dict) -> float:
+    """The threshold to store for a rule from its bootstrap spread (see
+    :func:`threshold_stability`): the median for ``youden`` and ``f1_max``; for a
+    ``sensitivity_<X>`` rule the low (2.5th percentile) end, because its point is a floor:
+    the median threshold keeps sensitivity >= X on only about half of new patient samples.
+
+    Example:
+        >>> spread = {"median": 0.75, "low": 0.65, "high": 0.87}
+        >>> bootstrap_estimate("youden", spread), bootstrap_estimate("sensitivity_0.95", spread)
+        (0.75, 0.65)
+    """
+    return float(spread["low"] if rule.startswith("sensitivity_") else spread["median"])
 
 
 def rule_names(min_sensitivity: float) -> list[str]:
