@@ -621,6 +621,8 @@ class CardConfig:
         data_licence: the licence of the training data.
         citations: references for the data (and method).
         limitations: known limits, one sentence each.
+        model_choice: why this network, size and schedule: the evidence (e.g. learning
+            curves) the recipe was chosen from.
     """
 
     intended_use: str = "Research and education on chest X-ray classification."
@@ -630,6 +632,7 @@ class CardConfig:
     data_licence: str = ""
     citations: list[str] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)
+    model_choice: str = ""
 
 
 @dataclass

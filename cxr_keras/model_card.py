@@ -125,6 +125,9 @@ def _training_section(meta: dict) -> list[str]:
         lines.append(
             "- Versions: " + ", ".join(f"{name} {value}" for name, value in versions.items()) + "."
         )
+    card = (meta.get("config") or {}).get("card") or {}
+    if card.get("model_choice"):
+        lines += ["", f"Why this model: {card['model_choice']}"]
     command = training.get("command")
     lines += ["", "Reproduce:", "", "```bash", command or "(trained through the Python API)", "```"]
     return lines
