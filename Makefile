@@ -28,7 +28,7 @@ $(STAMP): $(PY) setup.cfg pyproject.toml requirements/constraints.txt
 install: $(STAMP)
 
 # The main job on the bundled sample, all under runs/demo/ (a finished stage is not
-# redone: delete runs/demo to start afresh).
+# redone: delete runs/demo to start afresh), then the shipped model on a few films.
 demo: install
 	$(PY) -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
 	$(PY) -m cxr_keras.tune --config tuner_configs/demo.yaml
@@ -37,6 +37,13 @@ demo: install
 	$(PY) -m cxr_keras.explain --model runs/demo --layers block3_conv2_relu,last_conv_relu \
 		$(SAMPLE)/kermany/PNEUMONIA/person1258_bacteria_3216.jpeg \
 		$(SAMPLE)/kermany/NORMAL/IM-0191-0001.jpeg $(SAMPLE)/dicom/pydicom_data_RG1_J2KI.dcm
+	@# The shipped model (models/, never written here) on a few bundled films, with Grad-CAM.
+	@if [ -f models/kermany_pneumonia/cxr_model.json ]; then \
+		$(PY) -m cxr_keras.predict --model models/kermany_pneumonia --gradcam \
+			--out runs/demo/shipped_kermany_pneumonia \
+			$(SAMPLE)/kermany/PNEUMONIA/person1258_bacteria_3216.jpeg \
+			$(SAMPLE)/kermany/NORMAL/IM-0191-0001.jpeg $(SAMPLE)/kermany/NORMAL/IM-0152-0001.jpeg; \
+	fi
 
 lint: install
 	$(PY) -m ruff check cxr_keras tests benchmarks tools

@@ -1,0 +1,102 @@
+"""The shipped model, models/kermany_pneumonia: small, documented by its own validation
+figures, and served by every stage (predict, explain, the app's case analysis)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from cxr_keras.artifact import load_artifact
+from cxr_keras.predictor import Predictor
+from cxr_keras.sample_data import sample_files, sample_path
+from tests.conftest import REPO
+
+MODEL = REPO / "models" / "kermany_pneumonia"
+COMMAND = (
+    "python -m cxr_keras.train --config tuner_configs/kermany_full.yaml "
+    "--export models/kermany_pneumonia"
+)
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:home|work|tmp|Users|root|mnt|opt)/")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_artifact(MODEL)
+
+
+@pytest.fixture(scope="module")
+def validation(shipped):
+    """The figures the evaluation of the validation split stored in the artifact."""
+    evaluations = shipped.meta["metrics"]["evaluation"]
+    assert "val" in evaluations, f"no validation evaluation stored: {sorted(evaluations)}"
+    return evaluations["val"]
+
+
+def test_shipped_model_is_small_and_self_describing(shipped, validation):
+    megabytes = sum(f.stat().st_size for f in MODEL.iterdir()) / 2**20
+    assert megabytes < 8, f"{megabytes:.1f} MB"
+    assert shipped.labels == ["PNEUMONIA"]
+    assert shipped.image_spec.size == (224, 224) and shipped.image_spec.resize == "squash"
+    assert shipped.meta["training"]["command"] == COMMAND
+    assert shipped.meta["model"]["weights"] == "none"  # from scratch: no ImageNet weights
+    for rule in ("youden", "sensitivity_0.95"):
+        assert 0 < shipped.meta["thresholds"][rule]["PNEUMONIA"] < 1, rule
+    assert validation["images"] >= 700  # the whole patient-wise validation split
+    assert validation["roc_auc_ci"][0] < validation["roc_auc"] < validation["roc_auc_ci"][1]
+    for text in (
+        (MODEL / "cxr_model.json").read_text(),
+        (MODEL / "MODEL_CARD.md").read_text(),
+    ):
+        assert not MACHINE_PATH.search(text), MACHINE_PATH.search(text).group(0)
+
+
+def test_card_states_the_validation_figures_and_the_command(validation):
+    card = (MODEL / "MODEL_CARD.md").read_text()
+    assert COMMAND in card
+    assert f"{validation['roc_auc']:.3f}" in card
+    low, high = validation["roc_auc_ci"]
+    assert f"{low:.3f}" in card and f"{high:.3f}" in card
+    youden = validation["at_thresholds"]["youden"]["PNEUMONIA"]
+    assert f"{youden['accuracy']:.3f}" in card
+    for words in ("CC BY 4.0", "Pediatric", "not a medical device", "learning curve"):
+        assert words.lower() in card.lower(), words
+
+
+def test_shipped_model_separates_the_bundled_films(shipped):
+    """The bundled films come from the official TRAIN folder (partly seen in training):
+    a sanity check of the whole chain, not an estimate of performance."""
+    films = sample_files("kermany")[::4]
+    truth = np.array(["PNEUMONIA" in str(f) for f in films], dtype=float)
+    probabilities = Predictor(shipped).predict_files(films).probabilities[:, 0]
+    assert roc_auc_score(truth, probabilities) > 0.95
+
+
+def test_predict_and_explain_with_the_shipped_model(tmp_path):
+    from cxr_keras.explain import explain
+    from cxr_keras.predict import predict
+
+    films = [
+        sample_path("kermany") / "PNEUMONIA" / "person1258_bacteria_3216.jpeg",
+        sample_path("kermany") / "NORMAL" / "IM-0191-0001.jpeg",
+    ]
+    document = predict(MODEL, films, tmp_path / "predict", gradcam=True, mc_passes=0)
+    assert [e["decision"] for e in document["files"]] == ["PNEUMONIA", "negative"]
+    summary = explain(MODEL, films[:1], out=tmp_path / "explain", mc_passes=0)
+    explained = summary["images"][0]["explained"][0]
+    heatmap = np.load(next(iter(explained["heatmaps"].values())))
+    assert heatmap.shape[0] > 100 and np.isfinite(heatmap).all()
+    assert json.loads((tmp_path / "explain" / "summary.json").read_text())["images"]
+
+
+def test_app_case_analysis_with_the_shipped_model(shipped):
+    from cxr_keras.case_analysis import CaseAnalyzer
+
+    analyzer = CaseAnalyzer(shipped, mc_passes=4)
+    result = analyzer.analyze(sample_path("dicom") / "pydicom_data_RG1_J2KI.dcm")
+    assert result.findings[0].label == "PNEUMONIA"
+    assert 0.0 <= result.findings[0].probability <= 1.0
+    assert result.overlays and result.overlays[0][0].ndim == 3
