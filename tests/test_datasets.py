@@ -25,24 +25,7 @@ from cxr_keras.data.datasets import (
 from cxr_keras.data.labels import CHEXPERT_COMPETITION_LABELS, CHEXPERT_LABELS, NIH_LABELS
 from cxr_keras.data.manifest import manifest_labels, skipped_summary
 from tests.conftest import REPO, subprocess_env
-
-# Wang et al. 2017 / the NIH release notes: images per finding in Data_Entry_2017.
-NIH_PUBLISHED = {
-    "Atelectasis": 11559,
-    "Cardiomegaly": 2776,
-    "Effusion": 13317,
-    "Infiltration": 19894,
-    "Mass": 5782,
-    "Nodule": 6331,
-    "Pneumonia": 1431,
-    "Pneumothorax": 5302,
-    "Consolidation": 4667,
-    "Edema": 2303,
-    "Emphysema": 2516,
-    "Fibrosis": 1686,
-    "Pleural_Thickening": 3385,
-    "Hernia": 227,
-}
+from tests.test_sources import NIH_COUNTS
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +58,7 @@ def test_nih_full_label_file_matches_the_published_counts(nih):
     assert manifest_labels(nih) == list(NIH_LABELS)
     assert len(nih) == 112_120
     assert nih["patient_id"].nunique() == 30_805
-    assert {k: int(nih[k].sum()) for k in NIH_LABELS} == NIH_PUBLISHED
+    assert {k: int(nih[k].sum()) for k in NIH_LABELS} == NIH_COUNTS
     no_finding = (nih[list(NIH_LABELS)] == 0).all(axis=1)
     assert int(no_finding.sum()) == 60_361  # "No Finding" rows: every finding negative
     assert nih["view"].value_counts().to_dict() == {"PA": 67_310, "AP": 44_810}

@@ -456,14 +456,13 @@ def chexpert_source(
         uncertain = uncertain or "zeros"
     parts = []
     for split, path in csvs:
-        # Paths start with the dataset folder's own name (CheXpert-v1.0-small/train/...):
-        # they resolve against the folder above the CSV, whatever that folder is called.
-        part = csv_source(
-            path, path.parent.parent, labels, "Path", uncertain=uncertain, blank=blank
-        )
-        base = os.path.abspath(path.parent.parent) + os.sep
-        inside = part["path"].str.slice(len(base)).str.split(r"[/\\]", n=1, regex=True).str[1]
-        part["path"] = os.path.abspath(path.parent) + os.sep + inside
+        # Official paths start with the dataset folder's name (CheXpert-v1.0-small/train/...):
+        # that part is dropped, so they resolve inside the CSV's folder whatever its name.
+        part = csv_source(path, path.parent, labels, "Path", uncertain=uncertain, blank=blank)
+        base = os.path.abspath(path.parent) + os.sep
+        inside = part["path"].str.slice(len(base))
+        inside = inside.str.replace(r"^chexpert[^/\\]*[/\\]", "", regex=True, case=False)
+        part["path"] = base + inside
         part["split"] = split
         unlearned = [
             c
@@ -488,8 +487,12 @@ def chexpert_source(
         notes.append(
             "no CheXpert images found beside the labels: use the manifest for label statistics only"
         )
-    policy = uncertain if isinstance(uncertain, str) else json.dumps(dict(uncertain))
-    notes.append(f"uncertain (-1) labels: {policy}, others zeros; blank labels: {blank}")
+    policy = (
+        uncertain
+        if isinstance(uncertain, str)
+        else json.dumps(dict(uncertain)) + ", other labels zeros"
+    )
+    notes.append(f"uncertain (-1) labels: {policy}; blank labels: {blank}")
     df.attrs = {}
     return _finish(df.reset_index(drop=True), labels, skipped, notes)
 
