@@ -336,17 +336,14 @@ class DataConfig:
 
     def _check_options(self) -> None:
         """``options`` belong to a named dataset and must be its adapter's arguments."""
-        import inspect
-
-        from cxr_keras.data.datasets import DATASETS
+        from cxr_keras.data.datasets import DATA_KEYS, DATASETS, adapter_parameters
 
         if self.source not in DATASETS:
             raise ConfigError(
                 f"data.options: only for the named datasets ({', '.join(DATASETS)}), "
                 f"not for the {self.source} source"
             )
-        own = {"root", "labels", "csv", "uncertain", "blank"}  # set as data.* keys
-        accepted = [p for p in inspect.signature(DATASETS[self.source]).parameters if p not in own]
+        accepted = [p for p in adapter_parameters(self.source) if p not in DATA_KEYS]
         unknown = sorted(set(self.options) - set(accepted))
         if unknown:
             raise ConfigError(

@@ -115,7 +115,7 @@ def explain(
     ``checks``: also run the model-randomisation check and deletion/insertion curves.
     """
     from cxr_keras.artifact import Artifact, load_artifact
-    from cxr_keras.data.io import ImageDecodeError, frame_offset, load_image, read_image
+    from cxr_keras.data.io import ImageDecodeError, load_image, read_film
     from cxr_keras.gradcam import GradCam, default_layer
     from cxr_keras.overlays import save_overlay, to_original
     from cxr_keras.predictor import Predictor
@@ -183,9 +183,8 @@ def explain(
             image_boxes = box_table.get(path.name, [])
             chosen += [b["finding"] for b in image_boxes if b["finding"] not in chosen]
             stem = _safe_stem(path, taken)
-            original = read_image(path, artifact.image_spec)
-            if image_boxes and artifact.image_spec.crop_borders:  # boxes: the file's pixels
-                top, left = frame_offset(path, artifact.image_spec)
+            original, (top, left) = read_film(path, artifact.image_spec)
+            if top or left:  # boxes are in the file's pixels; the film lost a frame
                 image_boxes = [{**b, "x": b["x"] - left, "y": b["y"] - top} for b in image_boxes]
             entry = {
                 "path": str(path),

@@ -53,7 +53,7 @@ def _data_section(meta: dict) -> list[str]:
     roots = config.get("root")
     roots = roots if isinstance(roots, list) else [roots] if roots else []
     summary = data.get("summary") or {}
-    card = (meta.get("config") or {}).get("card") or {}
+    card = _card(meta)
     lines = ["## Data", ""]
     if roots:
         lines.append("Sources: " + ", ".join(f"`{root}`" for root in roots) + ".")
@@ -102,6 +102,11 @@ def _preprocessing_section(meta: dict) -> list[str]:
     ]
 
 
+def _card(meta: dict) -> dict:
+    """The recipe's ``card`` section stored in the artifact (empty when it had none)."""
+    return (meta.get("config") or {}).get("card") or {}
+
+
 def _training_section(meta: dict) -> list[str]:
     model = meta.get("model") or {}
     training = meta.get("training") or {}
@@ -125,7 +130,7 @@ def _training_section(meta: dict) -> list[str]:
         lines.append(
             "- Versions: " + ", ".join(f"{name} {value}" for name, value in versions.items()) + "."
         )
-    card = (meta.get("config") or {}).get("card") or {}
+    card = _card(meta)
     if card.get("model_choice"):
         lines += ["", f"Why this model: {card['model_choice']}"]
     command = training.get("command")
@@ -248,7 +253,7 @@ def model_card(artifact) -> str:
 
     meta = artifact.meta
     labels = artifact.labels
-    card = (meta.get("config") or {}).get("card") or {}
+    card = _card(meta)
     intended = card.get("intended_use") or "Research and education."
     out_of_scope = card.get("out_of_scope") or "Clinical use: this is not a medical device."
     lines = [

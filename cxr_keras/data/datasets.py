@@ -48,7 +48,9 @@ from cxr_keras.data.sources import folder_source as _folder_source
 __all__ = [
     "CHEXPERT_PAPER_UNCERTAIN",
     "DATASETS",
+    "DATA_KEYS",
     "RSNA_NOT_NORMAL",
+    "adapter_parameters",
     "chexpert_source",
     "kermany_source",
     "nih_source",
@@ -632,19 +634,32 @@ DATASETS = {
 }
 
 
+#: Adapter arguments a recipe sets as ``data.*`` keys rather than under ``data.options``.
+DATA_KEYS = ("labels", "csv", "uncertain", "blank")
+
+
+def adapter_parameters(name: str) -> list[str]:
+    """The keyword arguments of a named dataset's adapter (``root`` aside).
+
+    Example:
+        >>> adapter_parameters("kermany")
+        ['labels', 'task', 'official_val']
+    """
+    import inspect
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    return [p for p in inspect.signature(DATASETS[name]).parameters if p != "root"]
+
+
 def open_dataset(name: str, root: str | os.PathLike, **options) -> pd.DataFrame:
     """The manifest of a named public dataset: ``open_dataset("nih", "~/data/NIH")``.
 
     ``options`` are the adapter's keyword arguments (see each ``*_source`` function);
     unknown ones are refused with the list of accepted ones.
     """
-    import inspect
-
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    adapter = DATASETS[name]
-    accepted = [p for p in inspect.signature(adapter).parameters if p != "root"]
+    accepted = adapter_parameters(name)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; accepted: {accepted}")
-    return adapter(root, **options)
+    return DATASETS[name](root, **options)

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import warnings
@@ -50,6 +49,7 @@ __all__ = [
     "model_input_fn",
     "prepare_image",
     "read_dicom_header",
+    "read_film",
     "read_header",
     "read_image",
     "resize_steps",
@@ -649,6 +649,15 @@ def read_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.nda
     Use it where the original size matters (e.g. overlays); models take
     :func:`load_image`.
     """
+    return read_film(path, spec)[0]
+
+
+def read_film(
+    path: str | os.PathLike, spec: ImageSpec | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_image` and ``(top, left)``, where the film starts in the file's pixels
+    (what ``spec.crop_borders`` removed above and left of it; (0, 0) without cropping),
+    from one decode: boxes given in file pixels (NIH, RSNA) shift onto the film by it."""
     spec = spec or ImageSpec()
     header = read_header(path, spec)
     if header.format == "dicom":
@@ -656,24 +665,22 @@ def read_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.nda
     tf = _tf()
     with _decode_errors(path, header):
         image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
-        return _film(tf.cast(image, tf.float32) * scale, spec)
+        return _film((tf.cast(image, tf.float32) * scale).numpy(), spec)
 
 
-def _film(image, spec: ImageSpec) -> np.ndarray:
-    """A decoded [0, 1] image as numpy, without its frame when the spec crops borders."""
-    return np.asarray(crop_borders(image) if spec.crop_borders else image, dtype=np.float32)
+def _film(whole: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, tuple[int, int]]:
+    """A decoded [0, 1] image and its film's offset: without its frame when the spec crops
+    borders (the same box :func:`prepare_image` crops to)."""
+    whole = np.asarray(whole, dtype=np.float32)
+    if not spec.crop_borders:
+        return whole, (0, 0)
+    top, left, height, width = (int(v) for v in content_box(whole))
+    return whole[top : top + height, left : left + width], (top, left)
 
 
 def frame_offset(path: str | os.PathLike, spec: ImageSpec | None = None) -> tuple[int, int]:
-    """``(top, left)`` of the film inside the file's pixels: what ``spec.crop_borders``
-    removed above and left of it (0, 0 without cropping). Shifts boxes given in the file's
-    pixels (NIH, RSNA) onto :func:`read_image`'s film."""
-    spec = spec or ImageSpec()
-    if not spec.crop_borders:
-        return 0, 0
-    whole = read_image(path, dataclasses.replace(spec, crop_borders=False))
-    top, left, _, _ = content_box(whole)
-    return int(top), int(left)
+    """``(top, left)`` of the film inside the file's pixels (see :func:`read_film`)."""
+    return read_film(path, spec)[1]
 
 
 def read_image_and_input(
@@ -686,11 +693,11 @@ def read_image_and_input(
     steps = resize_steps(header.height, header.width, spec)
     if header.format == "dicom":
         original = decode_dicom(path, spec)[..., None]
-        return _film(original, spec), prepare_image(original, spec, 1.0, steps).numpy()
+        return _film(original, spec)[0], prepare_image(original, spec, 1.0, steps).numpy()
     tf = _tf()
     with _decode_errors(path, header):
         image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
-        original = _film(tf.cast(image, tf.float32) * scale, spec)
+        original, _ = _film((tf.cast(image, tf.float32) * scale).numpy(), spec)
         return original, prepare_image(image, spec, scale, steps).numpy()
 
 

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import re
@@ -644,15 +643,13 @@ def _load_one(data: DataConfig, root: Path) -> pd.DataFrame:
 def _load_named(data: DataConfig, root: Path, csv: Path | None) -> pd.DataFrame:
     """A named public dataset (:mod:`cxr_keras.data.datasets`) with the data.* keys it
     takes passed on; a key it does not take is refused rather than ignored."""
-    from cxr_keras.data.datasets import DATASETS, open_dataset
+    from cxr_keras.data.datasets import adapter_parameters, open_dataset
 
-    if data.source not in DATASETS:
-        raise ValueError(f"unknown data.source {data.source!r}")  # pragma: no cover
     options = dict(data.options)
     given = {"csv": csv, "labels": data.labels, "uncertain": data.uncertain}
     if data.blank != "zeros":
         given["blank"] = data.blank
-    accepted = inspect.signature(DATASETS[data.source]).parameters
+    accepted = adapter_parameters(data.source)
     for key, value in given.items():
         if value is None:
             continue
