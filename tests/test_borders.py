@@ -85,3 +85,22 @@ def test_no_frame_or_too_large_a_frame_leaves_the_image_whole():
 def test_crop_borders_is_part_of_the_stored_image_spec():
     assert section_from_dict(ImageSpec, {"size": 64, "crop_borders": True}).crop_borders
     assert section_from_dict(ImageSpec, {"size": 64}).crop_borders is False  # old artifacts
+
+
+def test_explain_shifts_file_pixel_boxes_onto_the_cropped_film(trained_artifact, tmp_path, film):
+    """Boxes are given in the file's pixels; with crop_borders the film starts at the
+    frame's edge, so the box explain scores is moved by the removed frame."""
+    from cxr_keras.artifact import copy_artifact, load_artifact, write_meta
+    from cxr_keras.explain import explain
+
+    path = tmp_path / "padded.png"
+    Image.fromarray(padded(film)).save(path)
+    copy = copy_artifact(trained_artifact.path, tmp_path / "cropping")
+    meta = load_artifact(copy).meta
+    meta["image_spec"]["crop_borders"] = True
+    write_meta(meta, copy)
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(f"path,finding,x,y,w,h\n{path.name},PNEUMONIA,{LEFT + 50},{TOP + 60},80,90\n")
+    summary = explain(copy, [path], out=tmp_path / "explain", boxes=boxes, mc_passes=0)
+    scored = summary["images"][0]["explained"][0]["boxes"]
+    assert scored[0]["box"] == [50.0, 60.0, 80.0, 90.0]

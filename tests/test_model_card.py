@@ -77,3 +77,15 @@ def test_card_lists_must_be_lists(field):
 
     with pytest.raises(ConfigError, match=f"card.{field}"):
         tiny_config("bad", card={field: "one sentence"})
+
+
+def test_model_choice_reaches_the_card(trained_artifact):
+    import copy
+
+    from cxr_keras.artifact import Artifact
+
+    meta = copy.deepcopy(trained_artifact.meta)
+    assert "Why this model" not in model_card(trained_artifact)  # none given: no line
+    meta["config"].setdefault("card", {})["model_choice"] = "It led the learning curves."
+    card = model_card(Artifact(trained_artifact.model, meta, trained_artifact.path))
+    assert "Why this model: It led the learning curves." in card
