@@ -314,3 +314,19 @@ def test_summary_cli_on_a_label_file(tmp_path, label_files):
         timeout=60,
     )
     assert bad.returncode == 2 and "give the dataset's folder or label file" in bad.stderr
+
+
+def test_nih_kaggle_sample_labels(tmp_path, label_files):
+    """The Kaggle random sample ships sample_labels.csv: other column names, ages as 060Y."""
+    rows = pd.read_csv(label_files / "Data_Entry_2017_v2020.csv.gz", nrows=4, dtype=str)
+    rows = rows.iloc[:, :7].assign(
+        **{
+            "Patient Age": [f"{int(a):03d}Y" for a in rows["Patient Age"]],
+            "OriginalImageWidth": "2500",
+            "OriginalImageHeight": "2048",
+        }
+    )
+    rows.to_csv(tmp_path / "sample_labels.csv", index=False)
+    df = nih_source(tmp_path)
+    assert len(df) == 4 and df["age"].tolist() == [57, 58, 58, 80]
+    assert df["original_width"].tolist() == [2500] * 4
