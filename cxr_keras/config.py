@@ -379,6 +379,9 @@ class ModelConfig:
         dropout: dropout rate before the dense layers.
         dense_units: units of an optional Dense(relu) layer before the logits (0: none).
         dense_l2: L2 penalty of that layer.
+        transition: channels of an optional 1x1 convolution (ReLU) between the backbone's
+            feature map and the pooling, the ChestX-ray14 "transition layer" (e.g. 1024
+            after ResNet-50's 2048); 0: none.
         freeze: ``none`` (everything trains), ``backbone`` (only the head trains), or a
             backbone layer name: that layer and the ones after it train.
         freeze_batchnorm: keep the BatchNormalization layers of a pretrained backbone in
@@ -399,6 +402,7 @@ class ModelConfig:
     dropout: float = 0.2
     dense_units: int = 0
     dense_l2: float = 1e-4
+    transition: int = 0
     freeze: str = "none"
     freeze_batchnorm: bool = True
     filters: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
@@ -413,8 +417,10 @@ class ModelConfig:
             raise ConfigError(f"model.tta: distinct views from {sorted(VIEWS)}, got {self.tta}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout: a rate in [0, 1), got {self.dropout}")
-        if self.dense_units < 0 or self.dense_l2 < 0 or self.lse_r <= 0:
-            raise ConfigError("model.dense_units, dense_l2 must be >= 0 and lse_r > 0")
+        if self.dense_units < 0 or self.dense_l2 < 0 or self.transition < 0 or self.lse_r <= 0:
+            raise ConfigError(
+                "model.dense_units, dense_l2 and transition must be >= 0 and lse_r > 0"
+            )
         if not self.filters or min(self.filters) < 1:
             raise ConfigError(f"model.filters: positive channel counts, got {self.filters}")
 

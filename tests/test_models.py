@@ -219,3 +219,18 @@ def test_a_local_weights_file_builds_the_network_imagenet_weights_build(monkeypa
     x = np.random.default_rng(0).random((2, 64, 64, 1)).astype("float32")
     from_imagenet.get_layer("logits").set_weights(from_file.get_layer("logits").get_weights())
     np.testing.assert_allclose(from_file(x), from_imagenet(x), atol=1e-5)
+
+
+def test_transition_layer_maps_resnet50_features_to_1024_channels_before_lse(real_batch):
+    x, y = real_batch
+    cfg = ModelConfig(backbone="resnet50", transition=1024, pooling="lse", freeze="backbone")
+    built = build_model(cfg, ImageSpec(size=80), ["A", "B"])
+    model = built.model
+    transition = model.get_layer("transition")
+    assert model.get_layer(built.feature_layer).output.shape[-1] == 2048
+    assert transition.output.shape[1:] == (3, 3, 1024)
+    assert transition.kernel.shape == (1, 1, 2048, 1024) and transition.trainable
+    assert model.get_layer("pool_lse").input.shape[-1] == 1024
+    assert np.all(np.isfinite(model.predict(x, verbose=0)))
+    with pytest.raises(ConfigError, match="transition"):
+        ModelConfig(transition=-1)

@@ -5,7 +5,7 @@
       -> deterministic contrast preprocessing (CLAHE / histogram equalisation), if any
       -> BackboneInput: channel repeat + the backbone's own input scaling
       -> backbone, built flat (every inner layer reachable by name)
-      -> head: pooling -> dropout -> [Dense(relu, L2)] -> Dense(n) "logits" (float32)
+      -> head: [1x1 conv transition] -> pooling -> dropout -> [Dense(relu, L2)] -> Dense(n) "logits" (float32)
 
 Example:
     >>> from cxr_keras.config import ImageSpec, ModelConfig
@@ -89,6 +89,7 @@ def build_model(
             model_cfg.dense_units,
             model_cfg.dense_l2,
             seed,
+            model_cfg.transition,
         )
         model = keras.Model(inputs, logits, name=f"cxr_{model_cfg.backbone}")
     finally:

@@ -1,4 +1,5 @@
-"""The classification head: pooling -> dropout -> optional Dense(relu, L2) -> Dense(n) logits.
+"""The classification head: [1x1 conv transition] -> pooling -> dropout -> optional
+Dense(relu, L2) -> Dense(n) logits.
 
 The last layer is named ``logits`` and stays float32 under mixed precision; the model
 outputs logits (losses use ``from_logits=True``) and the Predictor turns them into
@@ -7,9 +8,10 @@ probabilities and decisions.
 Example:
     >>> import keras
     >>> features = keras.Input((7, 7, 32))
-    >>> logits = build_head(features, n_labels=3, pooling="lse", dense_units=16)
-    >>> keras.Model(features, logits).output.shape
-    (None, 3)
+    >>> logits = build_head(features, n_labels=3, pooling="lse", dense_units=16, transition=8)
+    >>> head = keras.Model(features, logits)
+    >>> head.output.shape, head.get_layer("transition").output.shape
+    ((None, 3), (None, 7, 7, 8))
 """
 
 from __future__ import annotations
@@ -26,8 +28,15 @@ def build_head(
     dense_units: int = 0,
     dense_l2: float = 0.0,
     seed=None,
+    transition: int = 0,
 ):
-    """Apply the head to a feature map (B, h, w, c) and return the logits tensor (B, n)."""
+    """Apply the head to a feature map (B, h, w, c) and return the logits tensor (B, n).
+
+    ``transition`` > 0 first maps the feature map to that many channels with a 1x1
+    convolution (ReLU), the "transition layer" of Wang et al. (ChestX-ray8, 2017) that
+    brings ResNet-50's 2048 channels to 1024 before pooling; Grad-CAM can target it by
+    its name, ``transition``.
+    """
     import keras
     from keras import layers
 
@@ -35,6 +44,10 @@ def build_head(
 
     if n_labels < 1:
         raise ValueError(f"a model needs at least one label, got {n_labels}")
+    if transition < 0:
+        raise ValueError(f"transition channels must be >= 0, got {transition}")
+    if transition:
+        features = layers.Conv2D(transition, 1, activation="relu", name="transition")(features)
     if pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="pool_avg")(features)
     elif pooling == "lse":
