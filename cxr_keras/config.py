@@ -230,6 +230,12 @@ class DataConfig:
         labels: the labels to learn, in model output order. Default: every label found
             (a named dataset: all of its labels). A preset name is a list: ``nih14``,
             ``chexpert14``, ``chexpert_competition`` (the five competition labels).
+        label_map: labels to learn made of the source's labels, ``{new: [source labels]}``:
+            positive where any source label is, negative where all are (e.g. RSNA
+            ``{Abnormal: [Lung Opacity, No Lung Opacity / Not Normal]}``); see
+            :mod:`cxr_keras.data.label_map`.
+        exclude: labels whose positive images are left out, e.g. RSNA's ``No Lung Opacity
+            / Not Normal`` to learn Lung Opacity vs. Normal.
         negative_classes: class folders that mean "no label positive" (folder source).
         path_column: the CSV column with image paths, relative to ``root``.
         finding_column: a CSV column of separator-joined findings (NIH ``Finding Labels``);
@@ -266,6 +272,8 @@ class DataConfig:
     root: str | list[str]
     csv: str | None = None
     labels: list[str] | str | None = None
+    label_map: dict[str, list[str]] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)
     negative_classes: list[str] = field(default_factory=lambda: ["NORMAL", "No Finding"])
     path_column: str = "path"
     finding_column: str | None = None
@@ -297,6 +305,8 @@ class DataConfig:
             self.labels = list(LABEL_PRESETS[self.labels])
         if self.options:
             self._check_options()
+        if self.label_map or self.exclude:
+            self._check_label_map()
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size: must be >= 1, got {self.batch_size}")
         if self.shuffle_buffer is not None and self.shuffle_buffer < 1:
@@ -332,6 +342,21 @@ class DataConfig:
             raise ConfigError(
                 f"data.cache: memory, none, or a folder path (with a /), got {self.cache!r}"
                 + (f" (did you mean {near[0]!r}?)" if near else "")
+            )
+
+    def _check_label_map(self) -> None:
+        """Mapped labels name their sources; excluded labels are not learned."""
+        for label, sources in self.label_map.items():
+            if not isinstance(sources, list) or not sources or label in sources:
+                raise ConfigError(
+                    f"data.label_map.{label}: a non-empty list of other labels, got {sources!r}"
+                )
+        learned = self.labels or list(self.label_map)
+        clash = sorted(set(self.exclude) & set(learned))
+        if clash:
+            raise ConfigError(
+                f"data.exclude: {clash} are learned too; leaving out their positive images "
+                "would leave that label without positives"
             )
 
     def _check_options(self) -> None:

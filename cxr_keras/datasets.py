@@ -3,7 +3,8 @@
 Two forms:
 
 - ``summary --config RECIPE``: load, verify and split the configured data, and save a
-  grid of augmented training images, under ``runs/<name>/data/``;
+  grid of augmented training images and, for several labels, the heatmap of the training
+  split's label co-occurrence, under ``runs/<name>/data/``;
 - ``summary DATASET ROOT``: a named public dataset (kermany, nih, chexpert, rsna) as its
   provider ships it, or its label file alone, without reading images: counts, patients,
   views and co-occurrence of every row, under ``runs/datasets/<dataset>/``.
@@ -43,12 +44,14 @@ log = logging.getLogger("cxr_keras.datasets")
 
 
 def summarize(cfg: Config, out_dir: Path | None = None, grid_columns: int = 8) -> dict:
-    """Prepare the configured data, write the summary files and the augmentation grid.
+    """Prepare the configured data, write the summary files, the augmentation grid and
+    (several labels) the training split's co-occurrence heatmap.
 
-    Returns the summary dict (as in ``summary.json``) plus ``out_dir``.
+    Returns the summary dict (as in ``summary.json``) plus ``out_dir`` and ``figures``.
     """
-    from cxr_keras.data import prepare_data, split_frame
-    from cxr_keras.data.stats import dataset_summary, format_summary
+    from cxr_keras.data import manifest_labels, prepare_data, split_frame
+    from cxr_keras.data.stats import co_occurrence, dataset_summary, format_summary
+    from cxr_keras.plots import co_occurrence_heatmap
 
     out_dir = Path(out_dir) if out_dir else cfg.run_dir / "data"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -56,10 +59,21 @@ def summarize(cfg: Config, out_dir: Path | None = None, grid_columns: int = 8) -
     summary = dataset_summary(manifest)
     _write_summary(summary, format_summary(summary), manifest, out_dir)
     train = split_frame(manifest, "train")
+    figures = {}
     if len(train) and grid_columns > 0:
         grid = augmentation_grid(cfg, train, out_dir / "augmentation_grid.png", grid_columns)
+        figures["augmentation_grid"] = grid
         print(f"augmentation grid: {grid}")
+    labels = manifest_labels(manifest)
+    if len(train) and len(labels) > 1:
+        figures["co_occurrence_train"] = co_occurrence_heatmap(
+            co_occurrence(train, labels),
+            out_dir / "co_occurrence_train.png",
+            f"Label co-occurrence, training split ({len(train)} images)",
+        )
+        print(f"training co-occurrence: {figures['co_occurrence_train']}")
     summary["out_dir"] = str(out_dir)
+    summary["figures"] = figures
     return summary
 
 

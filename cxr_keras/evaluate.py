@@ -39,6 +39,7 @@ __all__ = ["evaluate", "main"]
 log = logging.getLogger("cxr_keras.evaluate")
 
 ERROR_GRID = 12  # images in the most-confident-errors figure
+SAMPLE_GRID = 12  # images in the sample-predictions figure
 AGE_BANDS = ((0, 18, "0-17"), (18, 40, "18-39"), (40, 60, "40-59"), (60, 80, "60-79"))
 SUBGROUP_COLUMNS = {
     "sex": ("sex", "gender", "patient gender", "patient_sex", "patientsex"),
@@ -153,6 +154,41 @@ def _confident_errors(df, y, p, mask, labels, thresholds, spec, path) -> str:
         name = labels[j] if len(labels) > 1 else ""
         captions.append(f"{kind} {name} p={p[i, j]:.2f}\n{Path(df['path'][i]).name[:22]}")
     return confident_errors(images, captions, path)
+
+
+def _sample_predictions(df, y, p, mask, labels, thresholds, spec, path, seed: int = 0) -> str:
+    """A grid of randomly drawn images (half with a positive label where there are) with
+    the truth and the decision: green where every known label is decided right, red
+    where one is not."""
+    from cxr_keras.data import load_image
+    from cxr_keras.plots import captioned_grid
+
+    rng = np.random.default_rng(seed)
+    positive = np.flatnonzero(((y == 1) & (mask > 0)).any(axis=1))
+    negative = np.setdiff1d(np.arange(len(df)), positive)
+    half = SAMPLE_GRID // 2
+    take = min(len(positive), max(half, SAMPLE_GRID - len(negative)))
+    chosen = np.concatenate(
+        [
+            rng.choice(positive, take, replace=False),
+            rng.choice(negative, min(len(negative), SAMPLE_GRID - take), replace=False),
+        ]
+    ).astype(int)
+    decided = p >= np.asarray(thresholds)[None, :]
+    images, captions, colors = [], [], []
+    for i in chosen:
+        known = mask[i] > 0
+        truth = [labels[j] for j in np.flatnonzero(known & (y[i] == 1))]
+        said = [labels[j] for j in np.flatnonzero(decided[i])]
+        right = bool(np.all(decided[i][known] == (y[i][known] == 1)))
+        if len(labels) == 1:
+            text = f"truth {'+' if truth else '-'}  p={p[i, 0]:.2f}  said {'+' if said else '-'}"
+        else:
+            text = f"truth: {', '.join(truth) or 'none'}\nsaid: {', '.join(said) or 'none'}"
+        images.append(load_image(df["path"][i], spec))
+        captions.append(f"{text}\n{Path(df['path'][i]).name[:22]}")
+        colors.append("tab:green" if right else "tab:red")
+    return captioned_grid(images, captions, path, colors=colors, empty="no images")
 
 
 def evaluate(
@@ -456,6 +492,16 @@ def _figures(result, artifact, df, y, mask, probabilities, uncalibrated, out: Pa
             fig_dir / "confident_errors.png",
         ),
     }
+    files["samples"] = _sample_predictions(
+        df,
+        y,
+        probabilities,
+        mask,
+        labels,
+        thresholds[rule],
+        artifact.image_spec,
+        fig_dir / "sample_predictions.png",
+    )
     history = (artifact.meta.get("training") or {}).get("history") or []
     if history:
         monitor = artifact.meta["training"].get("monitor") or "val_loss"

@@ -26,6 +26,8 @@ import numpy as np
 from cxr_keras.calibration import reliability_bins
 
 __all__ = [
+    "captioned_grid",
+    "co_occurrence_heatmap",
     "confident_errors",
     "confusion_matrices",
     "image_grid",
@@ -201,12 +203,16 @@ def reliability_diagram(
 
 
 def training_curves(history: Sequence[dict], monitor: str, path: str | os.PathLike) -> str:
-    """Loss and the monitored metric per epoch, training and validation."""
+    """Loss, the monitored metric and (when logged) the accuracy at probability 0.5 per
+    epoch, training and validation."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-    epochs = [int(row.get("epoch", i)) + 1 for i, row in enumerate(history)]
     metric = monitor.removeprefix("val_")
-    for ax, name in zip(axes, ("loss", metric), strict=True):
+    names = ["loss", metric]
+    if metric != "binary_accuracy" and any("binary_accuracy" in row for row in history):
+        names.append("binary_accuracy")
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3))
+    epochs = [int(row.get("epoch", i)) + 1 for i, row in enumerate(history)]
+    for ax, name in zip(axes, names, strict=True):
         for key, style in ((name, "-"), (f"val_{name}", "--")):
             values = [row.get(key) for row in history]
             if any(v is not None for v in values):
@@ -218,18 +224,59 @@ def training_curves(history: Sequence[dict], monitor: str, path: str | os.PathLi
     return save_figure(fig, path)
 
 
-def confident_errors(
-    images: Sequence[np.ndarray], captions: Sequence[str], path: str | os.PathLike
+def captioned_grid(
+    images: Sequence[np.ndarray],
+    captions: Sequence[str],
+    path: str | os.PathLike,
+    colors: Sequence[str] | None = None,
+    empty: str = "no images",
+    columns: int = 6,
 ) -> str:
-    """A grid of images (H, W, 1) in [0, 1], each with its caption."""
+    """A grid of images (H, W, 1) in [0, 1], each with its caption (in ``colors[k]`` when
+    given, e.g. green for a right decision and red for a wrong one)."""
     plt = _pyplot()
-    rows, columns = _grid(max(1, len(images)), 6)
+    rows, columns = _grid(max(1, len(images)), columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.6 * rows), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if k < len(images):
             ax.imshow(np.asarray(images[k])[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
-            ax.set_title(captions[k], fontsize=6)
+            ax.set_title(captions[k], fontsize=6, color=colors[k] if colors else "black")
     if not images:
-        axes[0][0].text(0.5, 0.5, "no errors", ha="center")
+        axes[0][0].text(0.5, 0.5, empty, ha="center")
+    return save_figure(fig, path)
+
+
+def confident_errors(
+    images: Sequence[np.ndarray], captions: Sequence[str], path: str | os.PathLike
+) -> str:
+    """A grid of images (H, W, 1) in [0, 1], each with its caption."""
+    return captioned_grid(images, captions, path, empty="no errors")
+
+
+def co_occurrence_heatmap(matrix, path: str | os.PathLike, title: str) -> str:
+    """A label co-occurrence matrix (a square DataFrame of image counts, as
+    :func:`cxr_keras.data.stats.co_occurrence` returns) as a heatmap with the counts
+    written in, coloured on a log scale so rare pairs stay visible."""
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=float)
+    names = [str(c) for c in matrix.columns]
+    side = max(4.0, 0.45 * len(names) + 2.0)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(np.log1p(counts), cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    light = np.log1p(counts.max()) / 2 if counts.size else 0
+    for (r, c), value in np.ndenumerate(counts):
+        ax.text(
+            c,
+            r,
+            f"{value:.0f}",
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="black" if np.log1p(value) > light else "white",
+        )
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="log(1 + images)")
     return save_figure(fig, path)

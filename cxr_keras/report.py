@@ -292,6 +292,12 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
     if "training" in files:
         report.image(files["training"], "Training curves (from the run's log)")
     report.image(files["errors"], f"Most confident errors at the {rule} thresholds")
+    if "samples" in files:
+        report.image(
+            files["samples"],
+            f"Randomly drawn images with their decisions at the {rule} thresholds "
+            "(green: every known label right; red: not)",
+        )
     if result["notes"]:
         report.heading("Notes")
         for note in result["notes"]:

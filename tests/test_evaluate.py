@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from cxr_keras.artifact import copy_artifact, load_artifact
 from cxr_keras.calibration import sigmoid
+from cxr_keras.config import ImageSpec
 from cxr_keras.data.artifact_data import artifact_manifest, select_split
 from cxr_keras.data.pipeline import label_arrays
 from cxr_keras.evaluate import evaluate
@@ -44,7 +45,7 @@ def test_report_files_and_numbers(evaluated):
     model, out, result = evaluated
     for name in ("report.md", "report.html", "metrics.json", "predictions.csv"):
         assert (out / name).stat().st_size > 0
-    for name in ("roc_pr", "confusion", "reliability", "errors", "training"):
+    for name in ("roc_pr", "confusion", "reliability", "errors", "samples", "training"):
         assert (out / result["figures"][name]).read_bytes()[:4] == b"\x89PNG"
     predictions = pd.read_csv(out / "predictions.csv")
     test = select_split(artifact_manifest(load_artifact(model)), "test", "test")
@@ -65,7 +66,7 @@ def test_report_files_and_numbers(evaluated):
     near = (predictions["probability_PNEUMONIA"] - artifact_threshold(model)).abs() < 0.05
     assert metrics["referral"]["near_threshold_images"] == int(near.sum())
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 5
+    assert html.count("data:image/png;base64,") >= 6
     markdown = (out / "report.md").read_text()
     assert "temperature-scaled" in markdown and "95% CI" in markdown and "(decision)" in markdown
 
@@ -245,3 +246,33 @@ def test_without_its_training_data_the_stored_rule_is_used(trained_artifact, tmp
     cli = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]  # the command line defaults the same way
     assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["decision_rule"] == "default"
+
+
+def test_sample_prediction_grid_draws_positives_and_colours_each_decision(monkeypatch, tmp_path):
+    import cxr_keras.plots
+    from cxr_keras.evaluate import SAMPLE_GRID, _sample_predictions
+
+    drawn = {}
+
+    def capture(images, captions, path, colors=None, **_):
+        drawn.update(images=images, captions=captions, colors=colors)
+        return str(path)
+
+    monkeypatch.setattr(cxr_keras.plots, "captioned_grid", capture)
+    files = sample_files("kermany")[:20]
+    df = pd.DataFrame({"path": [str(f) for f in files]})
+    y = np.array([[1.0, 0.0]] * 4 + [[0.0, 0.0]] * 16)
+    p = np.array([[0.9, 0.1]] * 2 + [[0.2, 0.1]] * 2 + [[0.1, 0.8]] * 3 + [[0.1, 0.1]] * 13)
+    mask = np.ones_like(y)
+    mask[5:, 1] = 0  # unknown: a decision on it is neither right nor wrong
+    spec = ImageSpec(size=32)
+    _sample_predictions(df, y, p, mask, ["A", "B"], [0.5, 0.5], spec, tmp_path / "s.png")
+    captions, colors = drawn["captions"], drawn["colors"]
+    assert len(captions) == SAMPLE_GRID and drawn["images"][0].shape == (32, 32, 1)
+    assert sum("truth: A" in c for c in captions) == 4  # every positive image, as < half
+    index = {f.name[:22]: k for k, f in enumerate(files)}
+    assert len(index) == len(files)
+    for caption, color in zip(captions, colors, strict=True):
+        i = index[caption.splitlines()[-1]]
+        # 2, 3: a missed A; 4: B said where B is known negative; 5, 6: B said, unknown
+        assert color == ("tab:red" if i in (2, 3, 4) else "tab:green"), (i, caption)

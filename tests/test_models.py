@@ -222,7 +222,7 @@ def test_a_local_weights_file_builds_the_network_imagenet_weights_build(monkeypa
 
 
 def test_transition_layer_maps_resnet50_features_to_1024_channels_before_lse(real_batch):
-    x, y = real_batch
+    x, _ = real_batch
     cfg = ModelConfig(backbone="resnet50", transition=1024, pooling="lse", freeze="backbone")
     built = build_model(cfg, ImageSpec(size=80), ["A", "B"])
     model = built.model

@@ -569,6 +569,8 @@ def load_manifest(data: DataConfig) -> pd.DataFrame:
 
     A list of roots (folder and dicom sources) gives one manifest of all of them, e.g.
     two packs of one dataset; their labels must agree, and a file listed twice is kept once.
+    ``data.label_map`` and ``data.exclude`` then make the learned labels
+    (:mod:`cxr_keras.data.label_map`).
 
     Example:
         >>> from cxr_keras.config import DataConfig
@@ -576,9 +578,21 @@ def load_manifest(data: DataConfig) -> pd.DataFrame:
         >>> len(df)
         262
     """
+    from cxr_keras.data.label_map import map_labels, source_labels
+
+    requested = source_labels(data.labels, data.label_map, data.exclude)
     if isinstance(data.root, str):
-        return _load_one(data, resolve_path(data.root))
-    parts = [_load_one(data, resolve_path(root)) for root in data.root]
+        df = _load_one(data, resolve_path(data.root), requested)
+    else:
+        df = _load_roots(data, requested)
+    if data.label_map or data.exclude:
+        df = map_labels(df, data.label_map, data.labels, data.exclude)
+    return df
+
+
+def _load_roots(data: DataConfig, labels: list[str] | None) -> pd.DataFrame:
+    """One manifest of several roots of one dataset."""
+    parts = [_load_one(data, resolve_path(root), labels) for root in data.root]
     labels = [part.attrs["labels"] for part in parts]
     if any(found != labels[0] for found in labels[1:]):
         raise ValueError(
@@ -599,13 +613,13 @@ def load_manifest(data: DataConfig) -> pd.DataFrame:
     return df
 
 
-def _load_one(data: DataConfig, root: Path) -> pd.DataFrame:
-    """The manifest of one root."""
+def _load_one(data: DataConfig, root: Path, labels: list[str] | None) -> pd.DataFrame:
+    """The manifest of one root, with the source labels ``labels`` (None: all)."""
     csv = resolve_path(data.csv) if data.csv else None
     if data.source == "folder":
         return folder_source(
             root,
-            data.labels,
+            labels,
             data.negative_classes,
             data.patient_id_pattern,
             data.patient_id_key,
@@ -615,7 +629,7 @@ def _load_one(data: DataConfig, root: Path) -> pd.DataFrame:
         return csv_source(
             csv,
             root,
-            data.labels,
+            labels,
             data.path_column,
             data.finding_column,
             data.finding_separator,
@@ -630,23 +644,25 @@ def _load_one(data: DataConfig, root: Path) -> pd.DataFrame:
             root,
             csv,
             data.id_column,
-            data.labels,
+            labels,
             data.patient_column,
             data.patient_id_key,
             data.negative_classes,
             data.uncertain or "zeros",
             data.blank,
         )
-    return _load_named(data, root, csv)
+    return _load_named(data, root, csv, labels)
 
 
-def _load_named(data: DataConfig, root: Path, csv: Path | None) -> pd.DataFrame:
+def _load_named(
+    data: DataConfig, root: Path, csv: Path | None, labels: list[str] | None
+) -> pd.DataFrame:
     """A named public dataset (:mod:`cxr_keras.data.datasets`) with the data.* keys it
     takes passed on; a key it does not take is refused rather than ignored."""
     from cxr_keras.data.datasets import adapter_parameters, open_dataset
 
     options = dict(data.options)
-    given = {"csv": csv, "labels": data.labels, "uncertain": data.uncertain}
+    given = {"csv": csv, "labels": labels, "uncertain": data.uncertain}
     if data.blank != "zeros":
         given["blank"] = data.blank
     accepted = adapter_parameters(data.source)

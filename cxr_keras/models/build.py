@@ -5,7 +5,8 @@
       -> deterministic contrast preprocessing (CLAHE / histogram equalisation), if any
       -> BackboneInput: channel repeat + the backbone's own input scaling
       -> backbone, built flat (every inner layer reachable by name)
-      -> head: [1x1 conv transition] -> pooling -> dropout -> [Dense(relu, L2)] -> Dense(n) "logits" (float32)
+      -> head: [1x1 conv transition] -> pooling -> dropout -> [Dense(relu, L2)]
+         -> Dense(n) "logits" (float32)
 
 Example:
     >>> from cxr_keras.config import ImageSpec, ModelConfig
