@@ -140,3 +140,14 @@ def test_every_recipe_is_valid_and_names_existing_data(recipe):
             pytest.skip("the shared data packs are not here")
         if value:
             assert resolve_path(value if value.startswith("sample:") else REPO / value).exists()
+
+
+def test_label_map_and_exclude_are_checked():
+    from cxr_keras.config import DataConfig
+
+    with pytest.raises(ConfigError, match="without positives"):
+        DataConfig(source="rsna", root="x", labels=["Lung Opacity"], exclude=["Lung Opacity"])
+    with pytest.raises(ConfigError, match=r"data\.label_map\.Abnormal: a non-empty list"):
+        DataConfig(source="rsna", root="x", label_map={"Abnormal": []})
+    with pytest.raises(ConfigError, match=r"data\.label_map\.A: "):
+        DataConfig(source="csv", csv="l.csv", root="x", label_map={"A": ["A", "B"]})

@@ -422,9 +422,12 @@ def chexpert_source(
     blank: str = "zeros",
     csv: str | os.PathLike | None = None,
     frontal_only: bool = False,
+    valid_split: str = "val",
 ) -> pd.DataFrame:
     """CheXpert v1.0 (full or ``-small``): ``train.csv`` (split train) and ``valid.csv``
-    (split val, radiologist labels without uncertainty).
+    (split ``valid_split``, radiologist labels without uncertainty: ``val`` by default;
+    ``test`` holds it out, as the paper did, and validation is then carved from the
+    training patients).
 
     ``root``: the ``CheXpert-v1.0[-small]`` folder, a folder above it, or one label CSV.
     Labels: the 14 observations (``labels`` picks some, e.g. the five of the competition,
@@ -440,16 +443,18 @@ def chexpert_source(
         >>> policy == CHEXPERT_PAPER_UNCERTAIN
         True
     """
+    if valid_split not in ("val", "test"):
+        raise ValueError(f"chexpert valid_split must be 'val' or 'test', got {valid_split!r}")
     folder, found = _split_root(root, ["train.csv"], depth=1)  # CheXpert-v1.0*/train.csv
     csvs: list[tuple[str, Path]]
     if csv is not None:
         csvs = [("train", Path(csv))]
     elif Path(root).is_file():
-        csvs = [("val" if "valid" in Path(root).name.lower() else "train", Path(root))]
+        csvs = [(valid_split if "valid" in Path(root).name.lower() else "train", Path(root))]
     elif found is not None:
         csvs = [("train", found)]
         if (found.parent / "valid.csv").is_file():
-            csvs.append(("val", found.parent / "valid.csv"))
+            csvs.append((valid_split, found.parent / "valid.csv"))
     else:
         raise ValueError(f"{folder}: no CheXpert train.csv found; pass csv=")
     labels = _select_labels(labels, CHEXPERT_LABELS, "CheXpert")
@@ -563,7 +568,10 @@ def rsna_source(
                 **{k: float(v) for k, v in zip("xywh", (x, y, w, h), strict=True)},
             }
         except ValueError:
-            skipped.append((f"patientId={pid}", "bad_box", f"box {x},{y},{w},{h} is not numeric"))
+            box = {}
+        if not box or not all(np.isfinite(box[k]) for k in "xywh") or min(box["w"], box["h"]) <= 0:
+            # the image keeps its label; only the box is unusable
+            skipped.append((f"patientId={pid}", "bad_box", f"box {x},{y},{w},{h} is not a box"))
             continue
         boxes.setdefault(pid, []).append(box)
     df = pd.DataFrame({"patient_id": image_target.index, _RSNA_OPACITY: image_target.to_numpy()})
