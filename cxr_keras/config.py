@@ -503,6 +503,9 @@ class TrainingConfig:
         mixed_precision: ``auto`` uses float16 compute on a GPU (logits and loss stay
             float32), ``on`` forces it, ``off`` never.
         deterministic: turn on TensorFlow op determinism (slower, bit-reproducible).
+        run_eagerly: run training and validation steps eagerly instead of as a compiled
+            graph: slower per step, but no graph to build, so worth it only for debugging
+            and for runs of a few steps (smoke runs of a large backbone on a CPU).
         strategy: ``default`` (one device) or ``mirrored`` (all GPUs of this machine).
         tensorboard: write TensorBoard logs under ``runs/<name>/train/tensorboard``.
     """
@@ -525,6 +528,7 @@ class TrainingConfig:
     fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     deterministic: bool = False
+    run_eagerly: bool = False
     strategy: Literal["default", "mirrored"] = "default"
     tensorboard: bool = True
 
@@ -619,13 +623,16 @@ class SearchConfig:
             seen.append(path)
 
 
-def _check_config_path(path: str, where: str) -> None:
-    """Raise unless ``path`` names a setting of :class:`Config` (e.g. ``model.dropout``)."""
+def _check_config_path(path: str, where: str, searched: bool = True) -> None:
+    """Raise unless ``path`` names a setting of :class:`Config` (e.g. ``model.dropout``);
+    ``searched``: also refuse what a search cannot vary (the name, the search itself)."""
     cls: Any = Config
     parts = path.split(".")
-    if parts[0] in ("name", "search"):
+    if searched and parts[0] in ("name", "search"):
         raise ConfigError(f"{where}: {parts[0]} cannot be searched")
     for i, part in enumerate(parts):
+        if typing.get_origin(cls) is dict:
+            return  # a free mapping (data.options, search.space): any key
         fields = (
             {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
         )
@@ -636,6 +643,9 @@ def _check_config_path(path: str, where: str) -> None:
                 + (f" (did you mean {near[0]!r}?)" if near else "")
             )
         cls = typing.get_type_hints(cls)[part]
+        optional = [a for a in typing.get_args(cls) if dataclasses.is_dataclass(a)]
+        if optional and not dataclasses.is_dataclass(cls):  # e.g. SearchConfig | None
+            cls = optional[0]
 
 
 @dataclass
@@ -664,6 +674,51 @@ class CardConfig:
 
 
 @dataclass
+class RecipeConfig:
+    """What ``python -m cxr_keras.recipe`` runs after training (:mod:`cxr_keras.recipe`),
+    and how its ``--smoke`` run shrinks the recipe. Never part of what a run computes.
+
+    Attributes:
+        evaluate_split: the split the evaluation report is on.
+        calibrate: fit per-label temperatures on validation before evaluating.
+        bootstrap: bootstrap resamples of the confidence intervals.
+        explain_layers: Grad-CAM target layers, drawn side by side (default: the last
+            convolutional block).
+        explain_labels: labels explained on every film (default: each film's positive
+            decisions, else its most likely label).
+        explain_images: films of the evaluated split explained (the most clearly positive
+            ones first, then the most confident negatives).
+        compare_with: other recipe files (relative to this one) run the same way on the
+            same data and compared with this one in one report (:mod:`cxr_keras.compare`).
+        smoke_layout: the dataset layout a smoke run writes the bundled sample in
+            (:mod:`cxr_keras.sample_data.layouts`); the run reads that copy.
+        smoke: settings a smoke run replaces, as config paths -> values
+            (e.g. ``training.epochs: 1``).
+    """
+
+    evaluate_split: str = "test"
+    calibrate: bool = False
+    bootstrap: int = 1000
+    explain_layers: list[str] = field(default_factory=list)
+    explain_labels: list[str] = field(default_factory=list)
+    explain_images: int = 4
+    compare_with: list[str] = field(default_factory=list)
+    smoke_layout: str | None = None
+    smoke: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.evaluate_split not in ("train", "val", "test", "all"):
+            raise ConfigError(
+                f"recipe.evaluate_split: train, val, test or all, got {self.evaluate_split!r}"
+            )
+        if self.bootstrap < 1 or self.explain_images < 0:
+            raise ConfigError("recipe: bootstrap >= 1 and explain_images >= 0 expected")
+        for path in self.smoke:
+            if path.split(".")[0] != "recipe":
+                _check_config_path(path, f"recipe.smoke.{path}", searched=False)
+
+
+@dataclass
 class Config:
     """A whole run: its name (the folder under ``runs/``), seed and settings."""
 
@@ -677,6 +732,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig | None = None
     card: CardConfig = field(default_factory=CardConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
@@ -778,9 +834,10 @@ def with_values(cfg: Config, values: dict[str, Any]) -> Config:
 
 def run_identity(resolved: dict) -> dict:
     """The part of a resolved config (:func:`config_to_dict`) that decides what a run
-    computes: everything but the model card's words, so editing those never blocks the
-    resume of a training run or a search (older runs, saved without them, match too)."""
-    return {key: value for key, value in resolved.items() if key != "card"}
+    computes: everything but the model card's words and the recipe's later steps, so
+    editing those never blocks the resume of a training run or a search (older runs, saved
+    without them, match too)."""
+    return {key: value for key, value in resolved.items() if key not in ("card", "recipe")}
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -182,7 +182,10 @@ def _sample_predictions(df, y, p, mask, labels, thresholds, spec, path, seed: in
         said = [labels[j] for j in np.flatnonzero(decided[i])]
         right = bool(np.all(decided[i][known] == (y[i][known] == 1)))
         if len(labels) == 1:
-            text = f"truth {'+' if truth else '-'}  p={p[i, 0]:.2f}  said {'+' if said else '-'}"
+            text = (
+                f"{labels[0]}: truth {'+' if truth else '-'}, p={p[i, 0]:.2f}, "
+                f"said {'+' if said else '-'}"
+            )
         else:
             text = f"truth: {', '.join(truth) or 'none'}\nsaid: {', '.join(said) or 'none'}"
         images.append(load_image(df["path"][i], spec))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,7 @@ __all__ = [
     "confusion_matrices",
     "image_grid",
     "reliability_diagram",
+    "roc_comparison",
     "roc_pr_curves",
     "save_figure",
     "training_curves",
@@ -147,6 +149,41 @@ def roc_pr_curves(
     return save_figure(fig, path)
 
 
+def roc_comparison(
+    y: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    mask: np.ndarray,
+    labels: Sequence[str],
+    path: str | os.PathLike,
+) -> str:
+    """ROC curves of several models on the same images, one panel per label, each
+    model's AUC in the legend (``probabilities``: model name -> (n, labels) array)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    rows, columns = _grid(len(labels), 3)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
+    for j, label in enumerate(labels):
+        ax = axes[j // columns][j % columns]
+        known = mask[:, j] > 0
+        yj = y[known, j]
+        ax.plot([0, 1], [0, 1], color="0.8", lw=0.8)
+        if len(yj) and yj.min() != yj.max():
+            for name, p in probabilities.items():
+                fpr, tpr, _ = roc_curve(yj, p[known, j])
+                ax.plot(fpr, tpr, lw=1.4, label=f"{name} ({roc_auc_score(yj, p[known, j]):.3f})")
+            ax.legend(fontsize=6, loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "undefined: one class", ha="center", fontsize=8)
+        ax.set_title(f"{label}: ROC", fontsize=9)
+        ax.set_xlabel("1 - specificity", fontsize=8)
+        ax.set_ylabel("sensitivity", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for k in range(len(labels), rows * columns):
+        axes[k // columns][k % columns].axis("off")
+    return save_figure(fig, path)
+
+
 def confusion_matrices(matrices: dict[str, dict], rule: str, path: str | os.PathLike) -> str:
     """Confusion matrices per label at one rule's thresholds (``{label: metrics}`` as
     :func:`~cxr_keras.metrics.threshold_metrics` returns them)."""
@@ -162,7 +199,7 @@ def confusion_matrices(matrices: dict[str, dict], rule: str, path: str | os.Path
             ax.text(c, r, str(value), ha="center", va="center", color=color, fontsize=10)
         ax.set_xticks([0, 1], ["pred. neg", "pred. pos"], fontsize=7)
         ax.set_yticks([0, 1], ["negative", "positive"], fontsize=7)
-        ax.set_title(f"{label} @ {m['threshold']:.2f}", fontsize=8)
+        ax.set_title(textwrap.fill(f"{label} @ {m['threshold']:.2f}", 34), fontsize=8)
     for k in range(len(matrices), rows * columns):
         axes[k // columns][k % columns].axis("off")
     fig.suptitle(f"confusion matrices at the {rule} thresholds", fontsize=9)

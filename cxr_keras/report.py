@@ -16,6 +16,7 @@ import html
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 __all__ = ["Report", "build_report", "fmt"]
 
@@ -71,7 +72,8 @@ class Report:
                 path = block[1]
                 if relative_to is not None:
                     path = Path(os.path.relpath(path, relative_to))
-                lines += [f"![{block[2]}]({path.as_posix()})", "", f"*{block[2]}*", ""]
+                link = quote(path.as_posix())  # a file name with spaces is still one link
+                lines += [f"![{block[2]}]({link})", "", f"*{block[2]}*", ""]
         return "\n".join(lines)
 
     def html(self) -> str:

@@ -405,6 +405,7 @@ def train(
                 ),
                 loss=loss,
                 weighted_metrics=training_metrics(labels),
+                run_eagerly=cfg.training.run_eagerly,
             )
         log.info(
             "phase %s: %d epochs at learning rate %g, %s",
@@ -439,7 +440,11 @@ def train(
     if best is not None:
         model.load_weights(work / "best.weights.h5")
     with strategy.scope():
-        model.compile(loss=loss, weighted_metrics=training_metrics(labels))
+        model.compile(
+            loss=loss,
+            weighted_metrics=training_metrics(labels),
+            run_eagerly=cfg.training.run_eagerly,
+        )
     validation = {
         k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()
     }

@@ -161,6 +161,7 @@ class _HyperModel:
             optimizer=_optimizer(cfg, rate),
             loss=_loss(cfg, _class_weight_table(cfg, train)),
             weighted_metrics=training_metrics(labels),
+            run_eagerly=cfg.training.run_eagerly,
         )
         return built.model
 
