@@ -199,6 +199,7 @@ def run_recipe(
             [cfg.run_dir, *(o["run_dir"] for o in others)],
             split=split,
             out=cfg.run_dir / "compare",
+            images=recipe.explain_images,
             bootstrap=recipe.bootstrap,
             names=[cfg.name, *(o["name"] for o in others)],
         )

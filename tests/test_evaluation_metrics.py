@@ -205,3 +205,20 @@ def test_threshold_stability_narrows_with_more_validation_patients():
     # one class only: nothing to learn, the label is left out
     constant = threshold_stability(np.ones((10, 1)), np.full((10, 1), 0.7), np.ones((10, 1)), ["A"])
     assert constant["youden"] == {}
+
+
+def test_roc_and_pr_auc_equal_scikit_learn_with_ties_and_tiny_samples():
+    from cxr_keras.metrics import roc_pr_auc
+
+    rng = np.random.default_rng(7)
+    for case in range(300):
+        n = int(rng.integers(2, 60))
+        y = rng.integers(0, 2, n)
+        # coarse scores make many ties; some cases are all one score
+        p = np.round(rng.random(n), int(rng.integers(0, 3))) if case % 5 else np.full(n, 0.3)
+        roc, ap = roc_pr_auc(y, p)
+        if y.min() == y.max():
+            assert (roc, ap) == (None, None)
+            continue
+        assert roc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert ap == pytest.approx(average_precision_score(y, p), abs=1e-12)
