@@ -87,11 +87,12 @@ def _gpu() -> bool:
 
 
 def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict:
-    """images/s of training and prediction of one recipe's full-size model."""
+    """images/s of training (each phase: the frozen first phase and the fine-tuning one
+    train different layers) and of prediction, for one recipe's full-size model."""
     import keras
 
     from cxr_keras.config import load_config
-    from cxr_keras.models.build import build_model
+    from cxr_keras.models.build import build_model, set_trainable
     from cxr_keras.models.losses import MaskedBinaryLoss
 
     cfg = load_config(recipe, ["model.weights=none", *overrides])
@@ -102,17 +103,23 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
     labels = [*cfg.data.label_map] or labels
     built = build_model(cfg.model, cfg.image, labels, cfg.augment, cfg.preprocess, cfg.seed, mixed)
     model = built.model
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=MaskedBinaryLoss())
     batch = cfg.data.batch_size
     x = _films(cfg.image.size, batch)
     y = (np.arange(batch * len(labels)).reshape(batch, len(labels)) % 3 == 0).astype("float32")
     weights = np.ones_like(y)
-    train = _median_seconds(
-        lambda: model.train_on_batch(x, y, sample_weight=weights), steps, warmup
-    )
-    predict = _median_seconds(lambda: model.predict_on_batch(x), steps, warmup)
+
+    def train_speed() -> float:
+        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=MaskedBinaryLoss())
+        step = lambda: model.train_on_batch(x, y, sample_weight=weights)  # noqa: E731
+        return batch / _median_seconds(step, steps, warmup)
+
+    speed = {"mixed": mixed, "train_ips": train_speed()}
+    speed["predict_ips"] = batch / _median_seconds(lambda: model.predict_on_batch(x), steps, warmup)
+    if cfg.training.fine_tune.epochs:
+        set_trainable(built, cfg.training.fine_tune.unfreeze_from, cfg.model.freeze_batchnorm)
+        speed["fine_tune_ips"] = train_speed()
     keras.backend.clear_session()
-    return {"train_ips": batch / train, "predict_ips": batch / predict, "mixed": mixed}
+    return speed
 
 
 def implied_hours(recipe: Path, speed: dict) -> tuple[int, float]:
@@ -121,10 +128,13 @@ def implied_hours(recipe: Path, speed: dict) -> tuple[int, float]:
 
     cfg = load_config(recipe)
     train_images, val_images = DATASET_IMAGES[recipe.stem]
-    epochs = cfg.training.epochs + cfg.training.fine_tune.epochs
     search = cfg.search.max_trials * cfg.search.epochs if cfg.search else 0
-    per_epoch = train_images / speed["train_ips"] + val_images / speed["predict_ips"]
-    return epochs + search, (epochs + search) * per_epoch / 3600
+    validate = val_images / speed["predict_ips"]
+    seconds = (cfg.training.epochs + search) * (train_images / speed["train_ips"] + validate)
+    fine_tune = cfg.training.fine_tune.epochs
+    if fine_tune:
+        seconds += fine_tune * (train_images / speed["fine_tune_ips"] + validate)
+    return cfg.training.epochs + fine_tune + search, seconds / 3600
 
 
 def main() -> None:
@@ -150,7 +160,7 @@ def main() -> None:
         print(f"settings changed in every recipe: {', '.join(args.overrides)}")
     print(
         f"{'recipe':30s} {'size':>5s} {'batch':>5s} {'mixed':>5s} {'train img/s':>11s} "
-        f"{'predict img/s':>13s} {'epochs':>6s} {'hours':>8s}"
+        f"{'fine-tune':>9s} {'predict img/s':>13s} {'epochs':>6s} {'hours':>8s}"
     )
     for name in names:
         recipe = REPO / "tuner_configs" / f"{name}.yaml"
@@ -162,6 +172,7 @@ def main() -> None:
         print(
             f"{name:30s} {cfg.image.size[0]:5d} {cfg.data.batch_size:5d} "
             f"{'yes' if speed['mixed'] else 'no':>5s} {speed['train_ips']:11.1f} "
+            f"{speed.get('fine_tune_ips', float('nan')):9.1f} "
             f"{speed['predict_ips']:13.1f} {epochs:6d} {hours:8.2f}",
             flush=True,
         )
