@@ -484,27 +484,11 @@ def _figures(result, artifact, df, y, mask, probabilities, uncalibrated, out: Pa
         "reliability": figures.reliability_diagram(
             y, reliability, mask, fig_dir / "reliability.png"
         ),
-        "errors": _confident_errors(
-            df,
-            y,
-            probabilities,
-            mask,
-            labels,
-            thresholds[rule],
-            artifact.image_spec,
-            fig_dir / "confident_errors.png",
-        ),
     }
-    files["samples"] = _sample_predictions(
-        df,
-        y,
-        probabilities,
-        mask,
-        labels,
-        thresholds[rule],
-        artifact.image_spec,
-        fig_dir / "sample_predictions.png",
-    )
+    # the two film grids take the same arguments: the decisions at the decision rule
+    decided = (df, y, probabilities, mask, labels, thresholds[rule], artifact.image_spec)
+    files["errors"] = _confident_errors(*decided, fig_dir / "confident_errors.png")
+    files["samples"] = _sample_predictions(*decided, fig_dir / "sample_predictions.png")
     history = (artifact.meta.get("training") or {}).get("history") or []
     if history:
         monitor = artifact.meta["training"].get("monitor") or "val_loss"

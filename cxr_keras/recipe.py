@@ -1,7 +1,7 @@
 """Run a published pipeline end to end from its recipe file.
 
     python -m cxr_keras.recipe --config tuner_configs/<recipe>.yaml [--smoke]
-        [--set KEY=VALUE ...] [--overwrite]
+        [--set KEY=VALUE ...] [--run-name NAME] [--overwrite]
 
 In order, all under ``runs/<name>/`` (``runs/<name>_smoke/`` with ``--smoke``):
 
@@ -46,7 +46,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxr_keras.cli import run_cli, setup_logging
+from cxr_keras.cli import add_config_arguments, run_cli, setup_logging
 from cxr_keras.config import Config, load_config
 
 __all__ = ["main", "recipe_config", "run_recipe"]
@@ -186,12 +186,11 @@ def run_recipe(
         }
     if compare and recipe.compare_with:
         others = []
+        shared = [o for o in overrides if not o.startswith("name=")]  # each keeps its name
         for other in recipe.compare_with:
             other_path = path.parent / other
             others.append(
-                steps.run(
-                    f"run {other}", run_recipe, other_path, overrides, smoke, overwrite, False
-                )
+                steps.run(f"run {other}", run_recipe, other_path, shared, smoke, overwrite, False)
             )
         compared = steps.run(
             "compare",
@@ -358,25 +357,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cxr_keras.recipe", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--config", required=True, help="a recipe, e.g. tuner_configs/X.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. data.root=~/data/rsna (repeatable)",
-    )
+    add_config_arguments(parser)
     parser.add_argument(
         "--smoke",
         action="store_true",
         help="the recipe's quick settings on the bundled sample in the dataset's layout",
     )
     parser.add_argument("--overwrite", action="store_true", help="search and train afresh")
-    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    run = run_recipe(args.config, args.overrides, args.smoke, args.overwrite)
+    overrides = [*args.overrides, *([f"name={args.run_name}"] if args.run_name else [])]
+    run = run_recipe(args.config, overrides, args.smoke, args.overwrite)
     print(json.dumps({"report": run["report"], "seconds": run["seconds"]}, indent=2))
     return 0
 

@@ -170,6 +170,37 @@ def test_kermany_customcnn_vs_resnet(scratch):
     assert "## Comparison" in Path(run["report"]).read_text()
 
 
+def test_compare_refuses_models_of_other_labels_or_other_images(scratch):
+    from cxr_keras.compare import compare
+
+    if not Path("runs/kermany_customcnn_baseline_smoke").is_dir():
+        pytest.skip("uses the smoke runs of the tests above (run the whole module)")
+
+    with pytest.raises(ValueError, match="predicts"):
+        compare(["runs/rsna_resnet50_binary_smoke", "runs/kermany_resnet50_tuned_smoke"])
+    # the same label on other images: a copy whose test evaluation lost a film
+    import shutil
+
+    other = Path(shutil.copytree("runs/kermany_customcnn_baseline_smoke", "runs/copy"))
+    predictions = other / "evaluation" / "test" / "predictions.csv"
+    pd.read_csv(predictions).iloc[1:].to_csv(predictions, index=False)
+    with pytest.raises(ValueError, match="different images"):
+        compare(["runs/kermany_resnet50_tuned_smoke", other])
+
+
+def test_recipe_cli_names_a_missing_recipe(scratch, tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cxr_keras.recipe", "--config", str(tmp_path / "no.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "no.yaml: config file not found" in result.stderr
+
+
 def test_a_smoke_setting_that_is_not_a_setting_is_refused(scratch, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr_keras.data.labels import CHEXPERT_LABELS
 from cxr_keras.sample_data import sample_files, sample_path
 
 __all__ = ["LAYOUTS", "write_layout"]
@@ -58,22 +59,8 @@ _NIH_TO_CHEXPERT = {
     "Pneumonia": "Pneumonia",
     "Pneumothorax": "Pneumothorax",
 }
-_CHEXPERT_COLUMNS = [
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-]
+#: CheXpert's own column names, in its order ("Pleural Effusion" is Effusion elsewhere)
+_CHEXPERT_COLUMNS = [{"Effusion": "Pleural Effusion"}.get(n, n) for n in CHEXPERT_LABELS]
 _OPACITY_FINDINGS = ("Pneumonia", "Consolidation", "Infiltration")
 
 
