@@ -222,7 +222,9 @@ class DataConfig:
             (a labels CSV with paths), ``dicom`` (a folder of DICOM files, labels
             from a CSV or from class folders), or a named public dataset as its provider
             ships it: ``kermany``, ``nih``, ``chexpert``, ``rsna`` (see
-            :mod:`cxr_keras.data.datasets`; ``root`` is its folder or its label file).
+            :mod:`cxr_keras.data.datasets`; ``root`` is its folder or its label file), or
+            ``shards``: a folder of TFRecord shards (:mod:`cxr_keras.data.shard`; local or
+            any ``tf.io.gfile`` path).
         root: the folder the images are under. ``sample:kermany`` names a bundled sample.
             A list of folders (folder and dicom sources) reads them all as one dataset,
             e.g. two packs of the Kermany TRAIN set.
@@ -268,7 +270,7 @@ class DataConfig:
             FILE}`` (rsna).
     """
 
-    source: Literal["folder", "csv", "dicom", "kermany", "nih", "chexpert", "rsna"]
+    source: Literal["folder", "csv", "dicom", "kermany", "nih", "chexpert", "rsna", "shards"]
     root: str | list[str]
     csv: str | None = None
     labels: list[str] | str | None = None

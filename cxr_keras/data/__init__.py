@@ -53,7 +53,8 @@ def prepare_data(
     ``attrs["skipped"]`` with their reasons (see :func:`skipped_summary`).
     """
     manifest = load_manifest(data)
-    manifest = verify_files(manifest, spec, mode=data.verify, progress=progress)
+    if "shards" not in manifest.attrs:  # shard records were decoded when written
+        manifest = verify_files(manifest, spec, mode=data.verify, progress=progress)
     if len(manifest) == 0:
         raise ValueError(
             f"no usable images in {data.root} "

@@ -131,6 +131,8 @@ def save_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         "skipped": [list(s) for s in df.attrs.get("skipped", [])],
         "notes": list(df.attrs.get("notes", [])),
     }
+    if "shards" in df.attrs:  # a shard-backed manifest reads its images from the shards
+        sidecar["shards"] = df.attrs["shards"]
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
     return path
 
@@ -159,5 +161,7 @@ def read_manifest(path: str | os.PathLike, labels: list[str] | None = None) -> p
         raise ValueError(f"{path}: manifest not found") from None
     df = new_manifest(table, labels, [tuple(s) for s in meta.get("skipped", [])])
     df.attrs["notes"] = list(meta.get("notes", []))
+    if "shards" in meta:
+        df.attrs["shards"] = meta["shards"]
     check_manifest(df, labels)
     return df

@@ -214,6 +214,22 @@ def make_dataset(
     labels = labels or manifest_labels(manifest)
     if len(manifest) == 0:
         raise ValueError("the manifest is empty: no images to build a dataset from")
+    if "shards" in manifest.attrs:  # the same batches, read from TFRecord shards
+        from cxr_keras.data.shard import shard_dataset
+
+        return shard_dataset(
+            manifest,
+            spec,
+            labels=labels,
+            batch_size=batch_size,
+            training=training,
+            seed=seed,
+            cache=cache,
+            shuffle_buffer=shuffle_buffer,
+            label_mixing=label_mixing,
+            drop_remainder=drop_remainder,
+            repeat=repeat,
+        )
     y, w = label_arrays(manifest, labels)
     formats = manifest["format"] if "format" in manifest.columns else None
     sources, load = _sources_and_loader(
@@ -288,9 +304,10 @@ def make_image_dataset(paths: list[str | os.PathLike], spec: ImageSpec, batch_si
 
 
 def make_indexed_dataset(manifest: pd.DataFrame, spec: ImageSpec, batch_size: int = 32):
-    """Batches of ``(row positions, model inputs)`` over a manifest, in its order, for
-    predicting a whole dataset: a file that fails to decode is dropped with a logged
-    warning instead of stopping the run, and the positions say which rows were predicted.
+    """Batches of ``(row positions, model inputs)`` over a manifest, in its order (a
+    shard-backed manifest: in its shards' order), for predicting a whole dataset: a file
+    that fails to decode is dropped with a logged warning instead of stopping the run,
+    and the positions say which rows were predicted.
 
     Example:
         >>> from cxr_keras.data import prepare_data
@@ -302,6 +319,10 @@ def make_indexed_dataset(manifest: pd.DataFrame, spec: ImageSpec, batch_size: in
     """
     import tensorflow as tf
 
+    if "shards" in manifest.attrs:  # positions come back in the shards' order
+        from cxr_keras.data.shard import shard_dataset
+
+        return shard_dataset(manifest, spec, batch_size=batch_size, indexed=True)
     formats = manifest["format"] if "format" in manifest.columns else None
     sources, load = _sources_and_loader(
         manifest["path"], spec, formats, _resize_steps(manifest, spec)

@@ -639,6 +639,10 @@ def _load_one(data: DataConfig, root: Path, labels: list[str] | None) -> pd.Data
             data.blank,
             data.patient_id_pattern,
         )
+    if data.source == "shards":
+        from cxr_keras.data.shard import shard_source
+
+        return shard_source(data.root if "://" in str(data.root) else root, labels)
     if data.source == "dicom":
         return dicom_source(
             root,
