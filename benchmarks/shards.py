@@ -39,6 +39,11 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=REPO.parent / "shared" / "data" / "kermany_pneumonia"
     )
+    parser.add_argument(
+        "--layout",
+        help="instead of --data: the bundled sample written in a dataset's layout "
+        "(rsna: DICOM files; nih: JPEGs under Data_Entry_2017.csv)",
+    )
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=224)
@@ -51,9 +56,17 @@ def main() -> None:
     from cxr_keras.data.shard import write_shards
 
     spec = ImageSpec(size=args.size)
-    data = DataConfig(
-        source="folder", root=str(args.data), split=SplitConfig(method="patient", val=0.0)
-    )
+    if args.layout:
+        from cxr_keras.sample_data.layouts import write_layout
+
+        root = write_layout(args.layout, Path(tempfile.gettempdir()) / f"cxr_{args.layout}")
+        data = DataConfig(
+            source=args.layout, root=root["data.root"], split=SplitConfig(method="patient", val=0.0)
+        )
+    else:
+        data = DataConfig(
+            source="folder", root=str(args.data), split=SplitConfig(method="patient", val=0.0)
+        )
     manifest = prepare_data(data, spec)
     manifest = manifest.sample(n=min(args.images, len(manifest)), random_state=0)
     manifest = manifest.reset_index(drop=True).assign(split="train")
