@@ -509,6 +509,9 @@ class TrainingConfig:
             graph: slower per step, but no graph to build, so worth it only for debugging
             and for runs of a few steps (smoke runs of a large backbone on a CPU).
         strategy: ``default`` (one device) or ``mirrored`` (all GPUs of this machine).
+            Several machines (``MultiWorkerMirroredStrategy``) are not offered: Keras
+            ``fit`` fails under it in TF 2.21 / Keras 3.15 (tensorflow/tensorflow#72388;
+            ``tests/test_multi_worker.py`` shows it).
         tensorboard: write TensorBoard logs under ``runs/<name>/train/tensorboard``.
     """
 
