@@ -46,7 +46,13 @@ from cxr_keras.data.io import (
 )
 from cxr_keras.data.manifest import manifest_labels
 
-__all__ = ["label_arrays", "make_dataset", "make_image_dataset", "make_indexed_dataset"]
+__all__ = [
+    "label_arrays",
+    "labelled_batches",
+    "make_dataset",
+    "make_image_dataset",
+    "make_indexed_dataset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -253,17 +259,34 @@ def make_dataset(
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    ds = labelled_batches(ds, y, w, batch_size, drop_remainder, training and label_mixing)
+    return _one_thread_per_op(ds)
+
+
+def labelled_batches(
+    ds,
+    y: np.ndarray,
+    w: np.ndarray,
+    batch_size: int,
+    drop_remainder: bool = False,
+    label_mixing=None,
+):
+    """Batch ``(row, image)`` elements into ``(images, labels, mask)``: one gather per
+    batch from the label tables ``y`` and ``w`` (so labels are never cached with the
+    images), then ``label_mixing`` (MixUp/CutMix) if given, then prefetch."""
+    import tensorflow as tf
+
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     y_table, w_table = tf.constant(y), tf.constant(w)
 
     @tf.autograph.experimental.do_not_convert
-    def attach_labels(i, images):  # one gather per batch: labels are never cached
+    def attach_labels(i, images):
         return images, tf.gather(y_table, i), tf.gather(w_table, i)
 
     ds = ds.map(attach_labels)
-    if training and label_mixing is not None:
+    if label_mixing:
         ds = ds.map(label_mixing, num_parallel_calls=tf.data.AUTOTUNE)
-    return _one_thread_per_op(ds.prefetch(tf.data.AUTOTUNE))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _cores() -> int:

@@ -244,7 +244,7 @@ def shard_dataset(
     import tensorflow as tf
 
     from cxr_keras.data.manifest import manifest_labels
-    from cxr_keras.data.pipeline import label_arrays
+    from cxr_keras.data.pipeline import label_arrays, labelled_batches
 
     check_spec(manifest, spec)
     labels = labels or manifest_labels(manifest)
@@ -298,17 +298,7 @@ def shard_dataset(
         )
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    y_table, w_table = tf.constant(y), tf.constant(w)
-
-    @tf.autograph.experimental.do_not_convert
-    def attach_labels(where, images):
-        return images, tf.gather(y_table, where), tf.gather(w_table, where)
-
-    ds = ds.map(attach_labels)
-    if training and label_mixing is not None:
-        ds = ds.map(label_mixing, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return labelled_batches(ds, y, w, batch_size, drop_remainder, training and label_mixing)
 
 
 def _workers() -> int:
