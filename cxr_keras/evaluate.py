@@ -136,9 +136,26 @@ def _calibration(y, p, mask) -> dict:
     }
 
 
+def _grid_films(df, rows, spec) -> dict[int, np.ndarray]:
+    """The model inputs of some evaluated rows, read as the evaluation read them: from the
+    files, or from the shards of a shard-backed manifest (whose original files may be
+    elsewhere). A row that no longer decodes is missing from the result."""
+    from cxr_keras.data.pipeline import make_indexed_dataset
+
+    rows = list(dict.fromkeys(int(r) for r in rows))
+    if not rows:
+        return {}
+    part = df.iloc[rows].reset_index(drop=True)
+    part.attrs = dict(df.attrs)
+    films = {}
+    for positions, images in make_indexed_dataset(part, spec, batch_size=len(rows)):
+        for k, image in zip(positions.numpy(), images.numpy(), strict=True):
+            films[rows[int(k)]] = image
+    return films
+
+
 def _confident_errors(df, y, p, mask, labels, thresholds, spec, path) -> str:
     """The grid of the most confident wrong decisions at the decision thresholds."""
-    from cxr_keras.data import load_image
     from cxr_keras.plots import confident_errors
 
     wrong = []
@@ -147,10 +164,13 @@ def _confident_errors(df, y, p, mask, labels, thresholds, spec, path) -> str:
             if (p[i, j] >= thresholds[j]) != bool(y[i, j]):
                 wrong.append((abs(p[i, j] - y[i, j]), i, j))
     wrong.sort(reverse=True)
+    films = _grid_films(df, [i for _, i, _ in wrong[:ERROR_GRID]], spec)
     images, captions = [], []
     for _, i, j in wrong[:ERROR_GRID]:
+        if i not in films:
+            continue
         kind = "false +" if y[i, j] == 0 else "false -"
-        images.append(load_image(df["path"][i], spec))
+        images.append(films[i])
         name = labels[j] if len(labels) > 1 else ""
         captions.append(f"{kind} {name} p={p[i, j]:.2f}\n{Path(df['path'][i]).name[:22]}")
     return confident_errors(images, captions, path)
@@ -160,7 +180,6 @@ def _sample_predictions(df, y, p, mask, labels, thresholds, spec, path, seed: in
     """A grid of randomly drawn images (half with a positive label where there are) with
     the truth and the decision: green where every known label is decided right, red
     where one is not."""
-    from cxr_keras.data import load_image
     from cxr_keras.plots import captioned_grid
 
     rng = np.random.default_rng(seed)
@@ -175,8 +194,11 @@ def _sample_predictions(df, y, p, mask, labels, thresholds, spec, path, seed: in
         ]
     ).astype(int)
     decided = p >= np.asarray(thresholds)[None, :]
+    films = _grid_films(df, chosen, spec)
     images, captions, colors = [], [], []
     for i in chosen:
+        if i not in films:
+            continue
         known = mask[i] > 0
         truth = [labels[j] for j in np.flatnonzero(known & (y[i] == 1))]
         said = [labels[j] for j in np.flatnonzero(decided[i])]
@@ -188,7 +210,7 @@ def _sample_predictions(df, y, p, mask, labels, thresholds, spec, path, seed: in
             )
         else:
             text = f"truth: {', '.join(truth) or 'none'}\nsaid: {', '.join(said) or 'none'}"
-        images.append(load_image(df["path"][i], spec))
+        images.append(films[i])
         captions.append(f"{text}\n{Path(df['path'][i]).name[:22]}")
         colors.append("tab:green" if right else "tab:red")
     return captioned_grid(images, captions, path, colors=colors, empty="no images")
