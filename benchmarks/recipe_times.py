@@ -122,12 +122,10 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
     return speed
 
 
-def implied_hours(recipe: Path, speed: dict) -> tuple[int, float]:
-    """(epochs counted, hours) of the recipe at the measured speed."""
-    from cxr_keras.config import load_config
-
-    cfg = load_config(recipe)
-    train_images, val_images = DATASET_IMAGES[recipe.stem]
+def implied_hours(cfg, name: str, speed: dict) -> tuple[int, float]:
+    """(epochs counted, hours) of recipe ``name`` (its config ``cfg``) at the measured
+    speed."""
+    train_images, val_images = DATASET_IMAGES[name]
     search = cfg.search.max_trials * cfg.search.epochs if cfg.search else 0
     validate = val_images / speed["predict_ips"]
     seconds = (cfg.training.epochs + search) * (train_images / speed["train_ips"] + validate)
@@ -138,16 +136,15 @@ def implied_hours(recipe: Path, speed: dict) -> tuple[int, float]:
 
 
 def main() -> None:
+    from cxr_keras.cli import add_override_argument
+    from cxr_keras.config import load_config
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--recipes", help="comma-separated recipe names (default: all)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+    add_override_argument(
+        parser,
         help="a setting changed in every recipe (e.g. preprocess.contrast=none where the "
         "backend lacks an op)",
     )
@@ -165,10 +162,8 @@ def main() -> None:
     for name in names:
         recipe = REPO / "tuner_configs" / f"{name}.yaml"
         speed = measure(recipe, args.steps, args.warmup, args.overrides)
-        epochs, hours = implied_hours(recipe, speed)
-        from cxr_keras.config import load_config
-
         cfg = load_config(recipe)
+        epochs, hours = implied_hours(cfg, name, speed)
         print(
             f"{name:30s} {cfg.image.size[0]:5d} {cfg.data.batch_size:5d} "
             f"{'yes' if speed['mixed'] else 'no':>5s} {speed['train_ips']:11.1f} "

@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 from cxr_keras.config import Config, ConfigError, load_config
 
-__all__ = ["add_config_arguments", "config_from_args", "run_cli", "setup_logging"]
+__all__ = [
+    "add_config_arguments",
+    "add_override_argument",
+    "config_from_args",
+    "run_cli",
+    "setup_logging",
+]
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -28,16 +34,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument(
         "--config", required=required, help="YAML recipe, e.g. tuner_configs/demo.yaml"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. data.batch_size=16",
-    )
+    add_override_argument(parser)
     parser.add_argument("--run-name", help="name of the run folder under runs/ (default: name)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def add_override_argument(
+    parser: argparse.ArgumentParser, help: str = "override a config value, e.g. data.batch_size=16"
+) -> None:
+    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

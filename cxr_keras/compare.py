@@ -90,13 +90,9 @@ def paired_auc_difference(
 def _evaluation(artifact, split: str, bootstrap: int, seed: int) -> tuple[dict, pd.DataFrame]:
     """The model's evaluation on ``split`` (reused when it was run): metrics and the
     per-image predictions."""
-    from cxr_keras.evaluate import evaluate, is_shipped
+    from cxr_keras.evaluate import evaluate, report_folder
 
-    folder = (
-        (Path("runs") / artifact.path.name if is_shipped(artifact.path) else artifact.path)
-        / "evaluation"
-        / split
-    )
+    folder = report_folder(artifact.path, split)
     if not (folder / "metrics.json").is_file() or not (folder / "predictions.csv").is_file():
         evaluate(artifact, split=split, bootstrap=bootstrap, seed=seed, out=folder)
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))

@@ -34,7 +34,7 @@ import pandas as pd
 
 from cxr_keras.cli import run_cli, setup_logging
 
-__all__ = ["evaluate", "main"]
+__all__ = ["evaluate", "main", "report_folder"]
 
 log = logging.getLogger("cxr_keras.evaluate")
 
@@ -51,6 +51,19 @@ SUBGROUP_COLUMNS = {
 def is_shipped(path: str | os.PathLike) -> bool:
     """True for an artifact under a ``models/`` folder (the shipped models)."""
     return Path(path).resolve().parent.name == "models"
+
+
+def report_folder(artifact_path: str | os.PathLike, split: str, data=None) -> Path:
+    """Where :func:`evaluate` writes its report by default: ``<artifact>/evaluation/<key>``
+    (``runs/<name>/evaluation/<key>`` for a shipped model, which is never written to).
+
+    Example:
+        >>> report_folder("runs/demo", "test").as_posix()
+        'runs/demo/evaluation/test'
+    """
+    path = Path(artifact_path)
+    base = Path("runs") / path.resolve().name if is_shipped(path) else path
+    return base / "evaluation" / _report_key(data, split)
 
 
 def _report_key(data, split: str) -> str:
@@ -272,14 +285,7 @@ def evaluate(
     referral_rule = check_rule({**rule_of(artifact.meta), **(referral or {})})  # fail early
     predictor = Predictor(artifact)
     store = not is_shipped(artifact.path) or update_model
-    if out is None:
-        base = (
-            Path("runs") / artifact.path.resolve().name
-            if is_shipped(artifact.path)
-            else artifact.path
-        )
-        out = base / "evaluation" / _report_key(data, split)
-    out = Path(out)
+    out = Path(out) if out is not None else report_folder(artifact.path, split, data)
     (out / "figures").mkdir(parents=True, exist_ok=True)
 
     evaluated, val, source = evaluation_frames(artifact, data, split)

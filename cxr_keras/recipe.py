@@ -203,9 +203,11 @@ def run_recipe(
             names=[cfg.name, *(o["name"] for o in others)],
         )
         run["compare"] = {"report": compared["report"], "with": [o["run_dir"] for o in others]}
+    else:
+        compared = None
     run["run_dir"] = str(cfg.run_dir)
     run["seconds"] = steps.seconds
-    run["report"] = _write_report(cfg, run, evaluation, artifact)
+    run["report"] = _write_report(cfg, run, evaluation, artifact, compared)
     (cfg.run_dir / "recipe").mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "recipe" / "recipe.json").write_text(
         json.dumps(run, indent=2, default=str), encoding="utf-8"
@@ -213,8 +215,9 @@ def run_recipe(
     return run
 
 
-def _write_report(cfg: Config, run: dict, evaluation: dict, artifact) -> str:
-    """``recipe/report.md`` and ``report.html``: every step's key numbers and figures."""
+def _write_report(cfg: Config, run: dict, evaluation: dict, artifact, compared) -> str:
+    """``recipe/report.md`` and ``report.html``: every step's key numbers and figures
+    (``evaluation`` and ``compared``: what evaluate and compare returned)."""
     from cxr_keras.report import Report, fmt
 
     out = cfg.run_dir / "recipe"
@@ -322,11 +325,8 @@ def _write_report(cfg: Config, run: dict, evaluation: dict, artifact) -> str:
         for overlay in run["explain"]["overlays"]:
             report.image(overlay, Path(overlay).stem)
 
-    if "compare" in run:
+    if compared is not None:
         report.heading("Comparison")
-        compared = json.loads(
-            (Path(run["compare"]["report"]) / "comparison.json").read_text(encoding="utf-8")
-        )
         rows = []
         for model in compared["models"]:
             for label, m in model["labels"].items():

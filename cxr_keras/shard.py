@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from cxr_keras.cli import config_from_args, run_cli, setup_logging
+from cxr_keras.cli import add_override_argument, config_from_args, run_cli, setup_logging
 
 __all__ = ["main"]
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", dest="config", required=True, help="a config (YAML)")
     parser.add_argument("--out", required=True, help="the shard folder to write")
     parser.add_argument("--shard-size", type=int, default=1000, help="images per shard")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_override_argument(parser)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)

@@ -104,3 +104,32 @@ def test_label_map_and_exclude_through_the_config_on_rsna(layouts):
 def test_unknown_layout_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown layout 'mimic'"):
         write_layout("mimic", tmp_path)
+
+
+def test_an_rsna_box_that_is_not_a_box_is_skipped_and_the_label_kept(layouts, tmp_path):
+    import shutil
+
+    root = shutil.copytree(layouts["rsna"]["data.root"], tmp_path / "rsna")
+    table = pd.read_csv(root / "stage_2_train_labels.csv")
+    positive = table[table["Target"] == 1]["patientId"].iloc[0]
+    blank = pd.DataFrame(
+        [
+            {
+                "patientId": positive,
+                "x": None,
+                "y": None,
+                "width": None,
+                "height": None,
+                "Target": 1,
+            },
+            {"patientId": positive, "x": 10, "y": 10, "width": 0, "height": 5, "Target": 1},
+        ]
+    )
+    pd.concat([table, blank]).to_csv(root / "stage_2_train_labels.csv", index=False)
+    df = open_dataset("rsna", root)
+    row = df[df["patient_id"] == positive].iloc[0]
+    assert row["Lung Opacity"] == 1.0
+    kept = json.loads(row["boxes"])
+    assert kept and all(b["w"] > 0 and b["h"] > 0 and np.isfinite(b["x"]) for b in kept)
+    reasons = [s for s in df.attrs["skipped"] if s[1] == "bad_box"]
+    assert len(reasons) == 2 and all(positive in s[0] for s in reasons)

@@ -188,6 +188,37 @@ def test_compare_refuses_models_of_other_labels_or_other_images(scratch):
         compare(["runs/kermany_resnet50_tuned_smoke", other])
 
 
+def test_compare_cli_writes_its_report(scratch):
+    import subprocess
+    import sys
+
+    if not Path("runs/kermany_customcnn_baseline_smoke").is_dir():
+        pytest.skip("uses the smoke runs of the tests above (run the whole module)")
+    models = ["runs/kermany_resnet50_two_phase_smoke", "runs/kermany_customcnn_baseline_smoke"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cxr_keras.compare",
+            "--models",
+            *models,
+            "--out",
+            "runs/cmp",
+            "--images",
+            "1",
+            "--bootstrap",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    comparison = json.loads(Path("runs/cmp/comparison.json").read_text())
+    assert [m["backbone"] for m in comparison["models"]] == ["resnet50", "custom_cnn"]
+    assert len(comparison["figures"]["gradcam"]) == 1 and Path("runs/cmp/report.html").is_file()
+
+
 def test_recipe_cli_names_a_missing_recipe(scratch, tmp_path):
     import subprocess
     import sys

@@ -209,3 +209,20 @@ def test_cosine_schedule_warms_up_then_decays_without_plateau_drops(tmp_path):
     assert rates[1] == pytest.approx(1e-5 + (0.003 - 1e-5) * (1 + np.cos(np.pi / 3)) / 2, rel=0.02)
     with pytest.raises(ConfigError, match="warmup_epochs"):
         tiny_config("bad", training={"epochs": 2, "warmup_epochs": 2})
+
+
+def test_run_eagerly_compiles_every_phase_eagerly(tmp_path, monkeypatch):
+    import keras
+
+    seen = []
+    original = keras.Model.compile
+
+    def compile_and_record(self, *args, **kwargs):
+        seen.append(kwargs.get("run_eagerly"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "compile", compile_and_record)
+    cfg = tiny_config("eager", training={"epochs": 1, "run_eagerly": True})
+    artifact = train(cfg, run_dir=tmp_path / "run", progress=False)
+    assert seen and all(flag is True for flag in seen)  # the phase and the final evaluation
+    assert len(artifact.meta["training"]["history"]) == 1

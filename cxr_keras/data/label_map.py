@@ -85,7 +85,6 @@ def map_labels(
         raise ValueError(
             f"data.label_map / data.exclude: the data has no label(s) {missing}; its labels: {have}"
         )
-    out = df
     if exclude:
         drop = (df[list(exclude)] == 1.0).any(axis=1).to_numpy()
         out = df[~drop].reset_index(drop=True)

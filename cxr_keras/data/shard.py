@@ -114,38 +114,38 @@ def write_shards(
     tf.io.gfile.makedirs(out)
     manifest = manifest.reset_index(drop=True)
     manifest["row"] = np.arange(len(manifest))
-    manifest["shard"] = None
     y, w = label_arrays(manifest, labels)
+    shard_of: dict[int, str] = {}  # manifest row -> the file its record went to
     splits, undecodable = {}, []
     for split in ("train", "val", "test"):
         part = manifest[manifest["split"] == split]
         if part.empty:
             continue
+        rows = part["row"].to_numpy()
         count = -(-len(part) // shard_size)
         files = [f"{split}-{k:05d}-of-{count:05d}.tfrecord" for k in range(count)]
-        written, k, writer = 0, -1, None
-        seen = set()
+        written, writer = 0, None
         batches = make_indexed_dataset(part.reset_index(drop=True), spec, batch_size=64)
         for positions, images in batches:
             for position, image in zip(positions.numpy(), images.numpy(), strict=True):
                 if written % shard_size == 0:
                     if writer is not None:
                         writer.close()
-                    k += 1
-                    writer = tf.io.TFRecordWriter(_join(out, files[k]))
-                row = int(part["row"].iloc[position])
+                    writer = tf.io.TFRecordWriter(_join(out, files[written // shard_size]))
+                row = int(rows[position])
                 writer.write(_record(image, row, y[row], w[row]))
-                manifest.loc[row, "shard"] = files[k]
-                seen.add(row)
+                shard_of[row] = files[written // shard_size]
                 written += 1
         if writer is not None:
             writer.close()
-        for row in sorted(set(part["row"]) - seen):  # dropped by the decoder
-            undecodable.append({"path": manifest["path"][row], "reason": "failed to decode"})
-        used = files[: k + 1]
+        for row in rows:  # dropped by the decoder
+            if int(row) not in shard_of:
+                undecodable.append({"path": manifest["path"][row], "reason": "failed to decode"})
+        used = files[: -(-written // shard_size)]
         splits[split] = {"images": written, "files": used}
         if progress:
             print(f"{split}: {written} images in {len(used)} shard(s)")
+    manifest["shard"] = manifest["row"].map(shard_of)
     kept = manifest[manifest["shard"].notna()]
     with tf.io.gfile.GFile(_join(out, MANIFEST), "w") as fh:
         kept.to_csv(fh, index=False)
