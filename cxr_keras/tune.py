@@ -221,14 +221,25 @@ def _trial_callbacks(cfg: Config) -> list:
 # --------------------------------------------------------------------------- isolated trials
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the trial process is killed when the tuner process dies (no orphans)."""
+#: the tuner's pid, given to an isolated trial's process so it can follow the tuner's death
+TRIAL_PARENT = "CXR_KERAS_TRIAL_PARENT"
+
+
+def _die_with_parent() -> None:
+    """Linux, in an isolated trial's process: be killed when the tuner process dies (no
+    orphans). Set here, in the child, rather than by ``preexec_fn``: Python code between
+    fork and exec in the tuner, whose gRPC threads (distributed search) hold locks and
+    file descriptors, aborted the child now and then (exit -6). A tuner that died before
+    this ran has already left: exit at once."""
+    parent = int(os.environ.get(TRIAL_PARENT, "0"))
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    except (OSError, AttributeError):
+        return
+    if parent and os.getppid() != parent:
+        os._exit(1)
 
 
 def _finished_before(spec_path: Path, spec: dict) -> bool:
@@ -286,7 +297,7 @@ def _isolated_trial(tuner, trial, cfg: Config, directory: Path, kwargs: dict) ->
         Path(spec["result"]).unlink(missing_ok=True)
         code = subprocess.call(
             [sys.executable, "-m", "cxr_keras.tune", "--run-trial", str(spec_path)],
-            preexec_fn=_die_with_parent,
+            env={**os.environ, TRIAL_PARENT: str(os.getpid())},
         )
         if code != 0 or not Path(spec["result"]).is_file():
             raise kt.errors.FailedTrialError(
@@ -725,6 +736,7 @@ def _without_options(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     if argv[:1] == ["--run-trial"] and len(argv) == 2:  # one isolated trial (internal)
+        _die_with_parent()
         setup_logging(False)
         run_trial_process(argv[1])
         return 0

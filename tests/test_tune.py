@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -216,3 +217,22 @@ def test_tuner_state_files_are_written_whole(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         utils.save_json(str(state), {"trials": 2})
     assert json.loads(state.read_text()) == {"trials": 1}  # the old state, whole
+
+
+def test_an_isolated_trial_process_follows_its_tuner(tmp_path):
+    """The trial's process sets its own parent-death signal (no code between fork and exec
+    in the threaded tuner), and leaves at once if the tuner it was started by is gone."""
+    from cxr_keras.tune import TRIAL_PARENT
+
+    script = "from cxr_keras.tune import _die_with_parent; _die_with_parent(); print('alive')"
+
+    def run(parent: str) -> subprocess.CompletedProcess:
+        env = {**subprocess_env(), TRIAL_PARENT: parent}
+        return subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    ours = run(str(os.getpid()))
+    assert ours.returncode == 0 and ours.stdout.strip() == "alive"
+    gone = run("1")  # started by a tuner that is no longer its parent
+    assert gone.returncode == 1 and "alive" not in gone.stdout
