@@ -5,8 +5,14 @@ Both read the same real chest X-rays (default: 1000 images of the Kermany pack, 
 epoch. The loop decodes every image every epoch with PIL and numpy, the way notebooks and
 ``keras.utils.Sequence`` loaders feed Keras; the pipeline decodes in parallel with tf.io
 and caches the decoded images in memory after the first epoch, as a user would configure
-it (``data.cache: memory``). The two alternate for ``--repeats`` rounds and the medians
-are reported (this shared 2-core machine is noisy: expect +-10 % between invocations).
+it (``data.cache: memory``), and is read the way ``python -m cxr_keras.train`` feeds
+``fit``: one endless, reshuffled iterator (``repeat=True``) drawn ``ceil(n / 32)`` batches
+per epoch. The two alternate for ``--repeats`` rounds and the medians are reported.
+
+This shared machine is noisy, and its two virtual cores are not always both there: for
+stretches the host gives the VM about one core's worth (two parallel decodes then run no
+faster than one), which halves what any parallel pipeline gains: the ratio then falls
+well below 5 (3.6 was measured once), and the first-epoch ratio towards 1.
 
 Prints images/s per epoch for each, the first-epoch (uncached) ratio, and a last line
 ``ratio: X`` = tf.data images/s over loop images/s across the 3 epochs.
@@ -18,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -55,19 +62,29 @@ def python_loop(paths: list[str], epochs: int, seed: int) -> list[float]:
 
 
 def tf_pipeline(manifest, epochs: int, seed: int) -> list[float]:
-    """Seconds per epoch of cxr_keras' training pipeline (memory cache, shuffled)."""
+    """Seconds per epoch of cxr_keras' training pipeline (memory cache, shuffled), drawn as
+    training draws it: ``ceil(n / batch)`` batches per epoch from one endless iterator. The
+    epochs' batches are all full (they run across passes), so each time is scaled to n
+    images."""
     from cxr_keras.config import ImageSpec
     from cxr_keras.data.pipeline import make_dataset
 
     ds = make_dataset(
-        manifest, ImageSpec(size=SIZE), batch_size=BATCH, training=True, seed=seed, cache="memory"
+        manifest,
+        ImageSpec(size=SIZE),
+        batch_size=BATCH,
+        training=True,
+        seed=seed,
+        cache="memory",
+        repeat=True,
     )
+    steps = math.ceil(len(manifest) / BATCH)
     times = []
+    batches = iter(ds)
     for _ in range(epochs):
         start = time.perf_counter()
-        for _batch in ds:
-            pass
-        times.append(time.perf_counter() - start)
+        drawn = sum(int(next(batches)[0].shape[0]) for _ in range(steps))
+        times.append((time.perf_counter() - start) * len(manifest) / drawn)
     return times
 
 
