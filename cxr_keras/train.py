@@ -277,6 +277,16 @@ def _build(cfg: Config, labels: list[str], mixed_precision: bool):
     )
 
 
+def quiet_dataset_notes() -> None:
+    """Silence two Keras notes that are noise for the pipeline's datasets: "shuffle=True was
+    passed" (the pipeline shuffles) and "Your input ran out of data", which Keras 3 emits
+    whenever a pass over a dataset of unknown length ends: every validation pass here, as
+    the pipeline's length is unknown once unreadable files may be dropped (training itself
+    draws from an endless dataset)."""
+    warnings.filterwarnings("ignore", message=".*shuffle=True. was passed.*")
+    warnings.filterwarnings("ignore", message=".*Your input ran out of data.*")
+
+
 def fit_datasets(cfg: Config, train_df, val_df) -> tuple:
     """(training dataset, endless and shuffled with label mixing; validation dataset;
     steps per epoch), as training and every tuning trial feed ``fit``."""
@@ -353,9 +363,7 @@ def train(
         return artifact
 
     started = time.time()
-    # tf.data datasets are shuffled and sized by the pipeline; Keras' notes on both are noise
-    warnings.filterwarnings("ignore", message=".*shuffle=True. was passed.*")
-    warnings.filterwarnings("ignore", message=".*Your input ran out of data.*")
+    quiet_dataset_notes()
     keras.utils.set_random_seed(cfg.seed)
     if cfg.training.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -438,7 +446,11 @@ def train(
         work / "best.weights.h5", cfg.training.monitor, monitor_mode(cfg.training.monitor)
     ).record()
     if best is not None:
-        model.load_weights(work / "best.weights.h5")
+        with warnings.catch_warnings():
+            # saved with an earlier phase's optimizer, whose state is of no use from here on
+            # (the model is recompiled without one): Keras' note on skipping it is noise
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(work / "best.weights.h5")
     with strategy.scope():
         model.compile(
             loss=loss,

@@ -179,6 +179,9 @@ class _HyperModel:
         return self._datasets[key]
 
     def fit(self, hp, model, **kwargs):
+        from cxr_keras.train import quiet_dataset_notes
+
+        quiet_dataset_notes()
         cfg = self.trial_config(hp)
         train_ds, val_ds, steps = self.datasets(cfg)
         callbacks = list(kwargs.pop("callbacks", [])) + _trial_callbacks(cfg)
