@@ -12,7 +12,7 @@ per epoch. The two alternate for ``--repeats`` rounds and the medians are report
 This shared machine is noisy, and its two virtual cores are not always both there: for
 stretches the host gives the VM about one core's worth (two parallel decodes then run no
 faster than one), which halves what any parallel pipeline gains: the ratio then falls
-well below 5 (3.6 was measured once), and the first-epoch ratio towards 1.
+well below 5, and the first-epoch ratio towards 1.
 
 Prints images/s per epoch for each, the first-epoch (uncached) ratio, and a last line
 ``ratio: X`` = tf.data images/s over loop images/s across the 3 epochs.
