@@ -63,8 +63,8 @@ def python_loop(paths: list[str], epochs: int, seed: int) -> list[float]:
 def tf_pipeline(manifest, epochs: int, seed: int) -> list[float]:
     """Seconds per epoch of cxr_keras' training pipeline (memory cache, shuffled), drawn as
     training draws it: from one endless iterator, whose batches run across passes. Epoch
-    e ends with the batch that brings the images drawn to e * n, so the 3 epochs together
-    take the time of the first 3n images (plus under one batch, never subtracted)."""
+    e ends with the batch that brings the images drawn to e * n, so E epochs together
+    take the time of the first E * n images (plus under one batch, never subtracted)."""
     from cxr_keras.config import ImageSpec
     from cxr_keras.data.pipeline import make_dataset
 
