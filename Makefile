@@ -48,6 +48,8 @@ demo: install
 lint: install
 	$(PY) -m ruff check cxr_keras tests benchmarks tools
 	$(PY) -m ruff format --check cxr_keras tests benchmarks tools
+	@# the layers of setup.cfg's [importlinter]: imports point down, no circles
+	$(VENV)/bin/lint-imports
 
 # Debian's Chromium for the app's browser tests, installed where we are root with apt;
 # elsewhere those tests skip loudly (and fail under CXR_REQUIRE_BROWSER=1, as in CI).

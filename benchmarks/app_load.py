@@ -39,9 +39,11 @@ sys.path.insert(0, str(REPO))
 
 def random_weights_artifact(folder: Path) -> Path:
     """A 224 px custom-CNN artifact with random weights (for timing only)."""
-    from cxr_keras.artifact import save_artifact
-    from cxr_keras.config import ImageSpec, ModelConfig, config_to_dict
+    from cxr_keras.artifact.store import save_artifact
+    from cxr_keras.core.image_spec import ImageSpec
+    from cxr_keras.core.serialize import config_to_dict
     from cxr_keras.models.build import build_model
+    from cxr_keras.models.settings import ModelConfig
 
     spec = ImageSpec(size=224)
     built = build_model(ModelConfig(backbone="custom_cnn"), spec, ["PNEUMONIA"], seed=0)

@@ -4,8 +4,8 @@ For each backbone (random weights: the cost does not depend on them), the same b
 real Kermany images is timed, alternately and ``--repeats`` times:
 
 - predict: the artifact's forward pass (``model.predict_on_batch``), what the Predictor runs;
-- predict + Grad-CAM: :class:`cxr_keras.gradcam.GradCam`, which returns the logits and the
-  heatmaps of the last convolutional layer from one forward pass plus a backward pass
+- predict + Grad-CAM: :class:`cxr_keras.explanation.gradcam.GradCam`, which returns the
+  logits and the heatmaps of the last convolutional layer from one forward pass plus a backward pass
   through the head (what ``explain`` and the app run);
 - for reference, predict followed by a separate Grad-CAM pass (a second forward), as
   explainers that cannot reuse the prediction work.
@@ -48,11 +48,12 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from cxr_keras.config import ImageSpec, ModelConfig
+    from cxr_keras.core.image_spec import ImageSpec
     from cxr_keras.data.io import load_image
     from cxr_keras.data.sources import folder_source
-    from cxr_keras.gradcam import GradCam
+    from cxr_keras.explanation.gradcam import GradCam
     from cxr_keras.models.build import build_model
+    from cxr_keras.models.settings import ModelConfig
 
     spec = ImageSpec(size=SIZE)
     paths = folder_source(args.data).sample(n=BATCH, random_state=0)["path"]

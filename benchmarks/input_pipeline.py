@@ -65,7 +65,7 @@ def tf_pipeline(manifest, epochs: int, seed: int) -> list[float]:
     training draws it: from one endless iterator, whose batches run across passes. Epoch
     e ends with the batch that brings the images drawn to e * n, so E epochs together
     take the time of the first E * n images (plus under one batch, never subtracted)."""
-    from cxr_keras.config import ImageSpec
+    from cxr_keras.core.image_spec import ImageSpec
     from cxr_keras.data.pipeline import make_dataset
 
     ds = make_dataset(

@@ -41,7 +41,7 @@ FIELDS += ["best_epoch", "seconds_per_epoch", "wall_s"]
 def run_point(recipe: Path, backbone: str, size: int, fraction: float, epochs: int) -> dict:
     """Train one point and return its row."""
     from cxr_keras.config import load_config
-    from cxr_keras.train import train
+    from cxr_keras.training.train import train
 
     name = f"lc_{backbone}_{size}_{fraction:g}_{epochs}e"
     overrides = [

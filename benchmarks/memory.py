@@ -37,10 +37,12 @@ def child(factor: int, size: int) -> dict:
     import keras
     import pandas as pd
 
-    from cxr_keras.config import DataConfig, ImageSpec, ModelConfig
+    from cxr_keras.core.image_spec import ImageSpec
     from cxr_keras.data import load_manifest
     from cxr_keras.data.pipeline import make_dataset
+    from cxr_keras.data.settings import DataConfig
     from cxr_keras.models import MaskedBinaryLoss, build_model
+    from cxr_keras.models.settings import ModelConfig
 
     spec = ImageSpec(size=size)
     manifest = load_manifest(DataConfig(source="folder", root=[str(p) for p in PACKS]))

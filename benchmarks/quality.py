@@ -30,12 +30,12 @@ sys.path.insert(0, str(REPO))
 
 def quality(model, data, split: str = "all", bootstrap: int = 1000, seed: int = 0) -> dict:
     """The figures as a dict (see the module docstring)."""
-    from cxr_keras.artifact import load_artifact
-    from cxr_keras.calibration import brier_score, expected_calibration_error
-    from cxr_keras.data.artifact_data import external_manifest, select_split
-    from cxr_keras.data.pipeline import label_arrays
-    from cxr_keras.metrics import discrimination, threshold_metrics
-    from cxr_keras.predictor import Predictor
+    from cxr_keras.artifact.calibration import brier_score, expected_calibration_error
+    from cxr_keras.artifact.predictor import Predictor
+    from cxr_keras.artifact.store import load_artifact
+    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.evaluation.frames import external_manifest, select_split
+    from cxr_keras.evaluation.metrics import discrimination, threshold_metrics
 
     artifact = load_artifact(model)
     labels = artifact.labels

@@ -50,14 +50,15 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=250)
     args = parser.parse_args()
 
-    from cxr_keras.config import DataConfig, ImageSpec, SplitConfig
+    from cxr_keras.core.image_spec import ImageSpec
     from cxr_keras.data import prepare_data, split_frame
     from cxr_keras.data.pipeline import make_dataset
-    from cxr_keras.data.shard import write_shards
+    from cxr_keras.data.settings import DataConfig, SplitConfig
+    from cxr_keras.data.shard_writer import write_shards
 
     spec = ImageSpec(size=args.size)
     if args.layout:
-        from cxr_keras.sample_data.layouts import write_layout
+        from cxr_keras.data.sample_layouts import write_layout
 
         root = write_layout(args.layout, Path(tempfile.gettempdir()) / f"cxr_{args.layout}")
         data = DataConfig(

@@ -63,8 +63,9 @@ class EpochTimer:
 def _model(backbone: str, size: int, seed: int):
     import keras
 
-    from cxr_keras.config import AugmentConfig, ImageSpec, ModelConfig
+    from cxr_keras.core.image_spec import ImageSpec
     from cxr_keras.models import MaskedBinaryLoss, build_model, training_metrics
+    from cxr_keras.models.settings import AugmentConfig, ModelConfig
 
     keras.utils.set_random_seed(seed)
     filters = [16, 32, 64, 128] if backbone == "custom_cnn" else [32]
@@ -87,9 +88,10 @@ def measure(backbone: str, size: int, manifest, epochs: int) -> tuple[float, flo
     """(pipeline-fed, in-memory) training images/s: two models trained epoch by epoch in
     alternation (A B, B A, ...), so both meet the same machine conditions; the first epoch
     of each (graph tracing, the pipeline's one-time decode) is left out; medians."""
-    from cxr_keras.config import ImageSpec
+    from cxr_keras.core.image_spec import ImageSpec
+    from cxr_keras.data.batching import label_arrays
     from cxr_keras.data.io import load_image
-    from cxr_keras.data.pipeline import label_arrays, make_dataset
+    from cxr_keras.data.pipeline import make_dataset
 
     spec = ImageSpec(size=size)
     n = len(manifest)

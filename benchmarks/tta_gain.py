@@ -2,8 +2,8 @@
 
 Takes a trained artifact (without views of its own), rebuilds its validation split, and
 prints the validation ROC AUC of the network alone, with each single view of
-:data:`cxr_keras.tta.VIEWS` added, and with the ``--views`` set, the way a recipe's
-``model.tta`` would export it (:func:`cxr_keras.tta.with_tta`). Validation AUC only:
+:data:`cxr_keras.models.tta.VIEWS` added, and with the ``--views`` set, the way a recipe's
+``model.tta`` would export it (:func:`cxr_keras.models.tta.with_tta`). Validation AUC only:
 the choice is made on validation, never on a test set.
 
 Usage:
@@ -32,12 +32,12 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from cxr_keras.artifact import load_artifact
-    from cxr_keras.data.artifact_data import artifact_manifest, select_split
+    from cxr_keras.artifact.store import load_artifact
+    from cxr_keras.data.batching import label_arrays
     from cxr_keras.data.io import load_image
-    from cxr_keras.data.pipeline import label_arrays
-    from cxr_keras.metrics import roc_pr_auc
-    from cxr_keras.tta import VIEWS, with_tta
+    from cxr_keras.evaluation.frames import artifact_manifest, select_split
+    from cxr_keras.evaluation.metrics import roc_pr_auc
+    from cxr_keras.models.tta import VIEWS, with_tta
 
     artifact = load_artifact(args.model)
     if artifact.tta:

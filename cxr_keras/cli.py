@@ -8,7 +8,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from cxr_keras.config import Config, ConfigError, load_config
+from cxr_keras.config import Config, load_config
+from cxr_keras.core.errors import ConfigError
 
 __all__ = [
     "add_config_arguments",

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     cfg = config_from_args(args)
-    from cxr_keras.data.shard import write_shards
+    from cxr_keras.data.shard_writer import write_shards
 
     write_shards(cfg.data, cfg.image, args.out, args.shard_size, cfg.seed, progress=True)
     return 0

@@ -66,7 +66,7 @@ def tiny_config(name: str = "fixture", **sections):
 @pytest.fixture(scope="session")
 def trained_artifact(tmp_path_factory):
     """One small model trained once per test session, shared by the tests that need one."""
-    from cxr_keras.train import train
+    from cxr_keras.training.train import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "fixture"
     return train(tiny_config(), run_dir=run_dir, progress=False)
@@ -74,7 +74,7 @@ def trained_artifact(tmp_path_factory):
 
 def tiny_nih_model(run_dir: Path, name: str, labels: list[str], test: float = 0.3):
     """A one-epoch 64 px multi-label model of the bundled NIH sample, for these findings."""
-    from cxr_keras.train import train
+    from cxr_keras.training.train import train
 
     cfg = tiny_config(
         name,

@@ -21,10 +21,12 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from cxr_keras.config import DataConfig, ImageSpec, ModelConfig
+    from cxr_keras.core.image_spec import ImageSpec
     from cxr_keras.data import prepare_data, split_frame
     from cxr_keras.data.pipeline import make_dataset
+    from cxr_keras.data.settings import DataConfig
     from cxr_keras.models import MaskedBinaryLoss, build_model
+    from cxr_keras.models.settings import ModelConfig
 
     out, shards = Path(sys.argv[1]), sys.argv[2]
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]

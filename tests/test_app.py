@@ -9,16 +9,16 @@ import numpy as np
 import pydicom
 import pytest
 
-from cxr_keras.app import DISCLAIMER, model_card_markdown, render_case
-from cxr_keras.case_analysis import (
+from cxr_keras.artifact.predictor import Predictor
+from cxr_keras.sample_data import sample_files
+from cxr_keras.serving.app import DISCLAIMER, model_card_markdown, render_case
+from cxr_keras.serving.case_analysis import (
     MB,
     CaseAnalyzer,
     UploadError,
     bundled_candidates,
     choose_examples,
 )
-from cxr_keras.predictor import Predictor
-from cxr_keras.sample_data import sample_files
 from tests.conftest import free_port
 
 
@@ -158,14 +158,14 @@ def test_http_api_answers_and_the_model_loads_once(trained_artifact, bad_files, 
     pytest.importorskip("gradio", reason="the app needs the [app] extra")
     from gradio_client import Client, handle_file
 
-    import cxr_keras.artifact
-    from cxr_keras.app import build_app
+    import cxr_keras.artifact.store
+    from cxr_keras.serving.app import build_app
 
     def no_reload(*args, **kwargs):
         raise AssertionError("the app loaded a model while serving")
 
     app = build_app(trained_artifact, mc_passes=0, examples=[])
-    monkeypatch.setattr(cxr_keras.artifact, "load_artifact", no_reload)
+    monkeypatch.setattr(cxr_keras.artifact.store, "load_artifact", no_reload)
     port = free_port()
     app.queue().launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True

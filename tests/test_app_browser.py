@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cxr_keras.predictor import Predictor
+from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.sample_data import sample_files
 from tests.conftest import REPO, free_port, subprocess_env
 

@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from cxr_keras.artifact import ArtifactError, copy_artifact, load_artifact
-from cxr_keras.predictor import Predictor
+from cxr_keras.artifact.predictor import Predictor
+from cxr_keras.artifact.store import ArtifactError, copy_artifact, load_artifact
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxr_keras.config import AugmentConfig, ImageSpec, PreprocessConfig
-from cxr_keras.data.augment import build_augmentation, build_contrast_preprocessing
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data.io import load_image
+from cxr_keras.models.augment import build_augmentation, build_contrast_preprocessing
+from cxr_keras.models.settings import AugmentConfig, PreprocessConfig
 from cxr_keras.sample_data import sample_files
 
 CFG = AugmentConfig(
@@ -77,7 +78,7 @@ def test_contrast_preprocessing_is_deterministic_and_saves(batch, kind, tmp_path
 
 
 def test_histogram_equalization_matches_a_hand_computation():
-    from cxr_keras.layers import HistogramEqualization
+    from cxr_keras.models.layers import HistogramEqualization
 
     image = np.array([0.0, 0.0, 0.5, 0.5, 0.5, 0.9], np.float32).reshape(1, 2, 3, 1)
     out = np.asarray(HistogramEqualization(bins=4)(image)).ravel()

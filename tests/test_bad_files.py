@@ -14,7 +14,7 @@ from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless
 
-from cxr_keras.config import ImageSpec
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data.io import ImageDecodeError, load_image
 from cxr_keras.data.manifest import skipped_files, skipped_summary
 from cxr_keras.data.pipeline import make_dataset

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_keras.config import ImageSpec, section_from_dict
+from cxr_keras.core.image_spec import ImageSpec
+from cxr_keras.core.serialize import section_from_dict
 from cxr_keras.data.borders import content_box, crop_borders
 from cxr_keras.data.io import frame_offset, load_image, read_image
 from cxr_keras.data.manifest import new_manifest
@@ -90,8 +91,8 @@ def test_crop_borders_is_part_of_the_stored_image_spec():
 def test_explain_shifts_file_pixel_boxes_onto_the_cropped_film(trained_artifact, tmp_path, film):
     """Boxes are given in the file's pixels; with crop_borders the film starts at the
     frame's edge, so the box explain scores is moved by the removed frame."""
-    from cxr_keras.artifact import copy_artifact, load_artifact, write_meta
-    from cxr_keras.explain import explain
+    from cxr_keras.artifact.store import copy_artifact, load_artifact, write_meta
+    from cxr_keras.explanation.explain import explain
 
     path = tmp_path / "padded.png"
     Image.fromarray(padded(film)).save(path)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_keras.callbacks import (
+from cxr_keras.training.callbacks import (
     BestCheckpoint,
     ResumableEarlyStopping,
     ResumableReduceLROnPlateau,

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cxr_keras.config import (
-    ConfigError,
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    resolve_path,
-)
+from cxr_keras.config import apply_overrides, config_from_dict, load_config
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.paths import resolve_path
+from cxr_keras.core.serialize import config_to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"name": "t", "data": {"source": "folder", "root": "sample:kermany"}}
@@ -148,7 +144,7 @@ def test_every_recipe_is_valid_and_names_existing_data(recipe):
 
 
 def test_label_map_and_exclude_are_checked():
-    from cxr_keras.config import DataConfig
+    from cxr_keras.data.settings import DataConfig
 
     with pytest.raises(ConfigError, match="without positives"):
         DataConfig(source="rsna", root="x", labels=["Lung Opacity"], exclude=["Lung Opacity"])

@@ -11,9 +11,9 @@ import sys
 import pandas as pd
 import pytest
 
-from cxr_keras.config import ConfigError, DataConfig, SplitConfig
+from cxr_keras.core.errors import ConfigError
 from cxr_keras.data import assign_splits, check_patient_disjoint, load_manifest, verify_files
-from cxr_keras.data.datasets import (
+from cxr_keras.data.adapters import (
     CHEXPERT_PAPER_UNCERTAIN,
     RSNA_NOT_NORMAL,
     chexpert_source,
@@ -24,6 +24,7 @@ from cxr_keras.data.datasets import (
 )
 from cxr_keras.data.labels import CHEXPERT_COMPETITION_LABELS, CHEXPERT_LABELS, NIH_LABELS
 from cxr_keras.data.manifest import manifest_labels, skipped_summary
+from cxr_keras.data.settings import DataConfig, SplitConfig
 from tests.conftest import REPO, subprocess_env
 from tests.test_sources import NIH_COUNTS
 

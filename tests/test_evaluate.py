@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cxr_keras.artifact import copy_artifact, load_artifact
-from cxr_keras.calibration import sigmoid
-from cxr_keras.config import ImageSpec
-from cxr_keras.data.artifact_data import artifact_manifest, select_split
-from cxr_keras.data.pipeline import label_arrays
-from cxr_keras.evaluate import evaluate
-from cxr_keras.operating_points import youden_threshold
-from cxr_keras.predictor import Predictor
+from cxr_keras.artifact.calibration import sigmoid
+from cxr_keras.artifact.predictor import Predictor
+from cxr_keras.artifact.store import copy_artifact, load_artifact
+from cxr_keras.core.image_spec import ImageSpec
+from cxr_keras.data.batching import label_arrays
+from cxr_keras.evaluation.evaluate import evaluate
+from cxr_keras.evaluation.frames import artifact_manifest, select_split
+from cxr_keras.evaluation.operating_points import youden_threshold
 from cxr_keras.sample_data import sample_files
 from tests.conftest import REPO, tiny_nih_model
 
@@ -154,8 +154,8 @@ def test_a_manifest_with_a_broken_file_is_evaluated_without_it(trained_artifact,
 
 
 def test_a_file_broken_after_verification_is_left_out_not_fatal(trained_artifact, tmp_path):
-    from cxr_keras.config import DataConfig
     from cxr_keras.data import prepare_data
+    from cxr_keras.data.settings import DataConfig
 
     manifest = prepare_data(
         DataConfig(source="folder", root="sample:kermany"), trained_artifact.image_spec
@@ -249,8 +249,8 @@ def test_without_its_training_data_the_stored_rule_is_used(trained_artifact, tmp
 
 
 def test_sample_prediction_grid_draws_positives_and_colours_each_decision(monkeypatch, tmp_path):
-    import cxr_keras.plots
-    from cxr_keras.evaluate import SAMPLE_GRID, _sample_predictions
+    import cxr_keras.evaluation.plots
+    from cxr_keras.evaluation.evaluate import SAMPLE_GRID, sample_prediction_grid
 
     drawn = {}
 
@@ -258,7 +258,7 @@ def test_sample_prediction_grid_draws_positives_and_colours_each_decision(monkey
         drawn.update(images=images, captions=captions, colors=colors)
         return str(path)
 
-    monkeypatch.setattr(cxr_keras.plots, "captioned_grid", capture)
+    monkeypatch.setattr(cxr_keras.evaluation.plots, "captioned_grid", capture)
     files = sample_files("kermany")[:20]
     df = pd.DataFrame({"path": [str(f) for f in files]})
     y = np.array([[1.0, 0.0]] * 4 + [[0.0, 0.0]] * 16)
@@ -266,7 +266,7 @@ def test_sample_prediction_grid_draws_positives_and_colours_each_decision(monkey
     mask = np.ones_like(y)
     mask[5:, 1] = 0  # unknown: a decision on it is neither right nor wrong
     spec = ImageSpec(size=32)
-    _sample_predictions(df, y, p, mask, ["A", "B"], [0.5, 0.5], spec, tmp_path / "s.png")
+    sample_prediction_grid(df, y, p, mask, ["A", "B"], [0.5, 0.5], spec, tmp_path / "s.png")
     captions, colors = drawn["captions"], drawn["colors"]
     assert len(captions) == SAMPLE_GRID and drawn["images"][0].shape == (32, 32, 1)
     assert sum("truth: A" in c for c in captions) == 4  # every positive image, as < half

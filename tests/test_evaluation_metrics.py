@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from cxr_keras.calibration import (
+from cxr_keras.artifact.calibration import (
     brier_score,
     expected_calibration_error,
     fit_temperature,
@@ -14,13 +14,13 @@ from cxr_keras.calibration import (
     reliability_bins,
     sigmoid,
 )
-from cxr_keras.metrics import (
+from cxr_keras.evaluation.metrics import (
     bootstrap_auc,
     discrimination,
     patient_groups,
     threshold_metrics,
 )
-from cxr_keras.operating_points import (
+from cxr_keras.evaluation.operating_points import (
     choose_thresholds,
     f1_max_threshold,
     sensitivity_threshold,
@@ -189,7 +189,7 @@ def test_a_label_with_no_known_entries_has_counts_zero_and_rates_undefined():
 
 
 def test_threshold_stability_narrows_with_more_validation_patients():
-    from cxr_keras.operating_points import threshold_stability
+    from cxr_keras.evaluation.operating_points import threshold_stability
 
     rng = np.random.default_rng(3)
 
@@ -208,7 +208,7 @@ def test_threshold_stability_narrows_with_more_validation_patients():
 
 
 def test_roc_and_pr_auc_equal_scikit_learn_with_ties_and_tiny_samples():
-    from cxr_keras.metrics import roc_pr_auc
+    from cxr_keras.evaluation.metrics import roc_pr_auc
 
     rng = np.random.default_rng(7)
     for case in range(300):

@@ -12,19 +12,21 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_keras.config import ImageSpec, ModelConfig
+from cxr_keras.artifact.referral import refer
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data.io import load_image, read_image
-from cxr_keras.gradcam import GradCam, gradcam
-from cxr_keras.models.build import build_model
-from cxr_keras.overlays import to_original
-from cxr_keras.saliency_checks import (
+from cxr_keras.explanation.gradcam import GradCam, gradcam
+from cxr_keras.explanation.overlays import to_original
+from cxr_keras.explanation.saliency_checks import (
     box_iou,
     deletion_insertion,
     pointing_game,
     randomization_check,
 )
+from cxr_keras.explanation.uncertainty import mc_dropout, predictive_entropy
+from cxr_keras.models.build import build_model
+from cxr_keras.models.settings import ModelConfig
 from cxr_keras.sample_data import sample_files
-from cxr_keras.uncertainty import mc_dropout, predictive_entropy, refer
 from tests.conftest import REPO
 
 
@@ -186,8 +188,8 @@ def test_mc_dropout_variance_comes_from_dropout_only(films):
 def test_mc_dropout_runs_only_the_head_per_pass_with_the_same_statistics(films):
     import keras
 
-    from cxr_keras.graph import rebuild, split_before
-    from cxr_keras.uncertainty import McDropoutSampler
+    from cxr_keras.explanation.graph import rebuild, split_before
+    from cxr_keras.explanation.uncertainty import McDropoutSampler
 
     _, x = films
     spec = ImageSpec(size=64)
@@ -215,7 +217,7 @@ def test_referral_rule():
 
 
 def test_explain_cli_writes_overlays_at_the_original_size(trained_artifact, tmp_path):
-    from cxr_keras.explain import explain
+    from cxr_keras.explanation.explain import explain
 
     files = [str(f) for f in sample_files("kermany")[:2]] + [str(sample_files("dicom")[0])]
     bad = tmp_path / "empty.png"
@@ -262,9 +264,9 @@ def test_boxes_are_scored_and_checks_reported(tmp_path):
     """A small NIH model, its boxed findings explained and scored against the boxes."""
     import pandas as pd
 
-    from cxr_keras.config import resolve_path
-    from cxr_keras.explain import explain
-    from cxr_keras.saliency_checks import box_iou as iou
+    from cxr_keras.core.paths import resolve_path
+    from cxr_keras.explanation.explain import explain
+    from cxr_keras.explanation.saliency_checks import box_iou as iou
     from tests.conftest import tiny_nih_model
 
     labels = ["Cardiomegaly", "Nodule", "Pneumonia"]

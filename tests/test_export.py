@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.data.io import load_image
-from cxr_keras.export import SIDECAR, TOLERANCE, export_model, exported_predict_fn
-from cxr_keras.predictor import Predictor
 from cxr_keras.sample_data import sample_files
+from cxr_keras.serving.export import SIDECAR, TOLERANCE, export_model, exported_predict_fn
 from tests.conftest import REPO
 
 
@@ -37,7 +37,7 @@ def test_export_matches_the_keras_model(fmt, trained_artifact, tmp_path):
 
 
 def test_export_cli_with_temperature_baked_in(trained_artifact, tmp_path):
-    from cxr_keras.artifact import copy_artifact
+    from cxr_keras.artifact.store import copy_artifact
 
     model = copy_artifact(trained_artifact.path, tmp_path / "model")
     meta = json.loads((model / "cxr_model.json").read_text())

@@ -8,15 +8,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from cxr_keras.config import ImageSpec
-from cxr_keras.data.io import (
-    decode_dicom,
-    load_image,
-    prepare_image,
-    read_header,
-    read_image,
-    resize_steps,
-)
+from cxr_keras.core.image_spec import ImageSpec, resize_steps
+from cxr_keras.data.io import decode_dicom, load_image, prepare_image, read_header, read_image
 from cxr_keras.data.pipeline import make_image_dataset
 from cxr_keras.sample_data import sample_files
 

@@ -9,11 +9,12 @@ import pandas as pd
 import pydicom
 import pytest
 
-from cxr_keras.config import DataConfig, ImageSpec
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data import load_image, load_manifest, verify_files
-from cxr_keras.data.datasets import RSNA_NOT_NORMAL, open_dataset
+from cxr_keras.data.adapters import RSNA_NOT_NORMAL, open_dataset
+from cxr_keras.data.sample_layouts import write_layout
+from cxr_keras.data.settings import DataConfig
 from cxr_keras.sample_data import sample_path
-from cxr_keras.sample_data.layouts import write_layout
 
 NIH_TABLE = pd.read_csv(sample_path("nih") / "labels.csv", dtype={"patient_id": str})
 

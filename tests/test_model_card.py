@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from cxr_keras.artifact import copy_artifact, load_artifact
-from cxr_keras.evaluate import evaluate
-from cxr_keras.model_card import CARD_FILE, model_card
-from cxr_keras.train import train
+from cxr_keras.artifact.model_card import CARD_FILE, model_card
+from cxr_keras.artifact.store import copy_artifact, load_artifact
+from cxr_keras.evaluation.evaluate import evaluate
+from cxr_keras.training.train import train
 from tests.conftest import REPO, subprocess_env, tiny_config
 
 
@@ -73,7 +73,7 @@ def test_card_command_regenerates_it(trained_artifact, tmp_path):
 
 @pytest.mark.parametrize("field", ["citations", "limitations"])
 def test_card_lists_must_be_lists(field):
-    from cxr_keras.config import ConfigError
+    from cxr_keras.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"card.{field}"):
         tiny_config("bad", card={field: "one sentence"})
@@ -82,7 +82,7 @@ def test_card_lists_must_be_lists(field):
 def test_model_choice_reaches_the_card(trained_artifact):
     import copy
 
-    from cxr_keras.artifact import Artifact
+    from cxr_keras.artifact.store import Artifact
 
     meta = copy.deepcopy(trained_artifact.meta)
     assert "Why this model" not in model_card(trained_artifact)  # none given: no line

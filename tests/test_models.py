@@ -6,12 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_keras.config import BACKBONES, ConfigError, ImageSpec, ModelConfig, section_from_dict
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.image_spec import ImageSpec
+from cxr_keras.core.serialize import section_from_dict
 from cxr_keras.data.io import load_image
-from cxr_keras.layers import BackboneInput, LogSumExpPooling
-from cxr_keras.models.backbones import WeightsUnavailableError
+from cxr_keras.models.backbones import BACKBONE_NAMES, WeightsUnavailableError
 from cxr_keras.models.build import build_model, set_trainable, trainable_summary
+from cxr_keras.models.layers import BackboneInput, LogSumExpPooling
 from cxr_keras.models.losses import MaskedBinaryLoss
+from cxr_keras.models.settings import ModelConfig
 from cxr_keras.sample_data import sample_files
 
 
@@ -34,7 +37,7 @@ def bn_momenta(model) -> set[float]:
     }
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
 def test_every_backbone_builds_and_takes_a_training_step(backbone, real_batch):
     x, y = real_batch
     built = build_model(

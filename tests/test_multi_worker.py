@@ -19,8 +19,9 @@ import sys
 
 import pytest
 
-from cxr_keras.config import DataConfig, ImageSpec, SplitConfig
-from cxr_keras.data.shard import write_shards
+from cxr_keras.core.image_spec import ImageSpec
+from cxr_keras.data.settings import DataConfig, SplitConfig
+from cxr_keras.data.shard_writer import write_shards
 from tests.conftest import REPO, free_port, subprocess_env
 
 UPSTREAM = "tensorflow/tensorflow#72388"

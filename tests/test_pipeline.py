@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr_keras.config import AugmentConfig, ImageSpec
-from cxr_keras.data.augment import build_label_mixing
+from cxr_keras.core.image_spec import ImageSpec
+from cxr_keras.data.batching import label_arrays
 from cxr_keras.data.io import load_image
 from cxr_keras.data.manifest import new_manifest
-from cxr_keras.data.pipeline import label_arrays, make_dataset
+from cxr_keras.data.mixing import build_label_mixing
+from cxr_keras.data.pipeline import make_dataset
 from cxr_keras.data.sources import csv_source, folder_source
 from cxr_keras.sample_data import sample_path
 
@@ -95,7 +96,7 @@ def test_file_cache_is_written_and_reused(kermany, tmp_path):
 def test_mixup_mixes_labels_and_keeps_ignored_entries_ignored():
     import tensorflow as tf
 
-    mix = build_label_mixing(AugmentConfig(mixup_alpha=0.4), seed=0)
+    mix = build_label_mixing(mixup_alpha=0.4, seed=0)
     n = 6
     x = tf.reshape(tf.eye(n * 4)[:n], (n, 4, n, 1))  # image i: a single 1 at pixel i
     y = tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -129,7 +130,7 @@ def test_cutmix_runs_in_the_pipeline(shared_data):
     positive = every[["Effusion", "Mass"]].max(axis=1) == 1
     nih = pd.concat([every[positive].iloc[:8], every[~positive].iloc[:8]])
     nih.attrs = dict(every.attrs)
-    mix = build_label_mixing(AugmentConfig(cutmix_alpha=1.0, mixup_alpha=0.2), seed=1)
+    mix = build_label_mixing(cutmix_alpha=1.0, mixup_alpha=0.2, seed=1)
     ds = make_dataset(
         nih,
         SPEC,
@@ -186,7 +187,7 @@ def test_a_file_cache_left_locked_by_a_killed_run_is_recovered(kermany, tmp_path
     part.to_csv(tmp_path / "part.csv", index=False)
     script = (
         "import os, signal, sys, pandas as pd\n"
-        "from cxr_keras.config import ImageSpec\n"
+        "from cxr_keras.core.image_spec import ImageSpec\n"
         "from cxr_keras.data.manifest import new_manifest\n"
         "from cxr_keras.data.pipeline import make_dataset\n"
         "df = new_manifest(pd.read_csv(sys.argv[1]), ['PNEUMONIA'])\n"

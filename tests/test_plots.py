@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr_keras import plots
+from cxr_keras.evaluation import plots
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import pandas as pd
 import pydicom
 import pytest
 
-from cxr_keras.predict import collect_files, predict
-from cxr_keras.predictor import Predictor
+from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.sample_data import sample_files
+from cxr_keras.serving.predict import collect_files, predict
 from tests.conftest import REPO
 
 

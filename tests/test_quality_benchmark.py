@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from cxr_keras.predictor import Predictor
+from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.sample_data import sample_files, sample_path
 from tests.conftest import REPO, subprocess_env
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr_keras.artifact import load_artifact
-from cxr_keras.config import ConfigError
-from cxr_keras.recipe import recipe_config, run_recipe
+from cxr_keras.artifact.store import load_artifact
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.workflow.recipe import recipe_config, run_recipe
 from tests.conftest import REPO
 
 RECIPES = REPO / "tuner_configs"
@@ -175,7 +175,7 @@ def test_kermany_customcnn_vs_resnet(scratch):
 
 
 def test_compare_refuses_models_of_other_labels_or_other_images(scratch):
-    from cxr_keras.compare import compare
+    from cxr_keras.evaluation.compare import compare
 
     if not Path("runs/kermany_customcnn_baseline_smoke").is_dir():
         pytest.skip("uses the smoke runs of the tests above (run the whole module)")

@@ -9,10 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from cxr_keras.config import DataConfig, ImageSpec, SplitConfig
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data import prepare_data, split_frame
-from cxr_keras.data.pipeline import label_arrays, make_dataset, make_indexed_dataset
-from cxr_keras.data.shard import read_index, write_shards
+from cxr_keras.data.batching import label_arrays
+from cxr_keras.data.pipeline import make_dataset, make_indexed_dataset
+from cxr_keras.data.settings import DataConfig, SplitConfig
+from cxr_keras.data.shard_reader import read_index
+from cxr_keras.data.shard_writer import write_shards
 from tests.conftest import REPO, subprocess_env
 
 SPEC = ImageSpec(size=48)
@@ -111,9 +114,9 @@ def test_shard_cli_then_train_and_evaluate_without_the_original_files(tmp_path):
 
     from cxr_keras.config import load_config
     from cxr_keras.data.manifest import read_manifest
-    from cxr_keras.evaluate import evaluate
+    from cxr_keras.evaluation.evaluate import evaluate
     from cxr_keras.sample_data import sample_path
-    from cxr_keras.train import train
+    from cxr_keras.training.train import train
 
     films = shutil.copytree(sample_path("kermany"), tmp_path / "films")
     out = tmp_path / "shards"

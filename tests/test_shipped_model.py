@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cxr_keras.artifact import load_artifact
-from cxr_keras.predictor import Predictor
+from cxr_keras.artifact.predictor import Predictor
+from cxr_keras.artifact.store import load_artifact
 from cxr_keras.sample_data import sample_files, sample_path
 from tests.conftest import REPO
 
@@ -76,8 +76,8 @@ def test_shipped_model_separates_the_bundled_films(shipped):
 
 
 def test_predict_and_explain_with_the_shipped_model(tmp_path):
-    from cxr_keras.explain import explain
-    from cxr_keras.predict import predict
+    from cxr_keras.explanation.explain import explain
+    from cxr_keras.serving.predict import predict
 
     films = [
         sample_path("kermany") / "PNEUMONIA" / "person1258_bacteria_3216.jpeg",
@@ -93,7 +93,7 @@ def test_predict_and_explain_with_the_shipped_model(tmp_path):
 
 
 def test_app_case_analysis_with_the_shipped_model(shipped):
-    from cxr_keras.case_analysis import CaseAnalyzer
+    from cxr_keras.serving.case_analysis import CaseAnalyzer
 
     analyzer = CaseAnalyzer(shipped, mc_passes=4)
     result = analyzer.analyze(sample_path("dicom") / "pydicom_data_RG1_J2KI.dcm")

@@ -220,7 +220,7 @@ def test_archive_debris_is_ignored_and_mixed_layouts_are_refused(tmp_path):
 
 
 def test_official_kermany_ids_are_unique_only_within_a_split(tmp_path):
-    from cxr_keras.config import SplitConfig
+    from cxr_keras.data.settings import SplitConfig
     from cxr_keras.data.splits import PatientLeakageError, assign_splits
 
     # TRAIN person101 and TEST person101 are different children in the official release
@@ -273,8 +273,9 @@ def test_uncertain_policy_naming_an_unknown_label_is_refused(shared_data):
 
 
 def test_several_roots_read_as_one_dataset(shared_data):
-    from cxr_keras.config import ConfigError, DataConfig
-    from cxr_keras.data.sources import load_manifest
+    from cxr_keras.core.errors import ConfigError
+    from cxr_keras.data.load import load_manifest
+    from cxr_keras.data.settings import DataConfig
 
     packs = [str(shared_data / "kermany_pneumonia"), str(shared_data / "kermany_pneumonia_224")]
     df = load_manifest(DataConfig(source="folder", root=packs, labels=["PNEUMONIA"]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cxr_keras.config import SplitConfig
 from cxr_keras.data.manifest import new_manifest
+from cxr_keras.data.settings import SplitConfig
 from cxr_keras.data.sources import csv_source, folder_source
 from cxr_keras.data.splits import (
     PatientLeakageError,
@@ -118,7 +118,7 @@ def test_patient_ids_are_text_and_never_missing():
 
 
 def test_train_fraction_thins_training_patients_only(shared_data):
-    from cxr_keras.config import ConfigError
+    from cxr_keras.core.errors import ConfigError
     from cxr_keras.data.splits import assign_splits
 
     manifest = folder_source(shared_data / "kermany_pneumonia_224")

@@ -12,12 +12,13 @@ import pytest
 import yaml
 from conftest import kill_when, subprocess_env, tiny_config
 
-from cxr_keras.artifact import load_artifact
-from cxr_keras.config import ConfigError, config_to_dict
+from cxr_keras.artifact.predictor import Predictor
+from cxr_keras.artifact.store import load_artifact
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.serialize import config_to_dict
 from cxr_keras.data.io import load_image
-from cxr_keras.predictor import Predictor
 from cxr_keras.sample_data import sample_files
-from cxr_keras.train import train
+from cxr_keras.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def test_artifact_reloads_in_a_fresh_process_with_identical_predictions(trained_
     here = trained_artifact.model.predict(images, verbose=0)
     script = (
         "import sys, numpy as np\n"
-        "from cxr_keras.artifact import load_artifact\n"
+        "from cxr_keras.artifact.store import load_artifact\n"
         "a = load_artifact(sys.argv[1])\n"
         "np.save(sys.argv[3], a.model.predict(np.load(sys.argv[2]), verbose=0))\n"
     )

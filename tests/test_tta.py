@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxr_keras.config import ConfigError, ImageSpec
+from cxr_keras.artifact.predictor import Predictor
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data.io import load_image
-from cxr_keras.layers import TestTimeView
-from cxr_keras.predictor import Predictor
+from cxr_keras.models.layers import TestTimeView
+from cxr_keras.models.tta import VIEWS, base_of
 from cxr_keras.sample_data import sample_files
-from cxr_keras.train import train
-from cxr_keras.tta import VIEWS, base_of
+from cxr_keras.training.train import train
 from tests.conftest import tiny_config
 
 
@@ -54,8 +55,8 @@ def test_the_exported_model_averages_the_logit_over_its_views(tta_artifact):
 
 
 def test_explain_and_the_app_answer_with_the_views_averaged(tta_artifact, tmp_path):
-    from cxr_keras.case_analysis import CaseAnalyzer
-    from cxr_keras.explain import explain
+    from cxr_keras.explanation.explain import explain
+    from cxr_keras.serving.case_analysis import CaseAnalyzer
 
     film = sample_files("kermany")[-1]
     expected = Predictor(tta_artifact).predict_files([film]).probabilities[0, 0]
@@ -70,7 +71,7 @@ def test_explain_and_the_app_answer_with_the_views_averaged(tta_artifact, tmp_pa
 def test_export_carries_the_views(tta_artifact, tmp_path, fmt):
     import json
 
-    from cxr_keras.export import SIDECAR, export_model
+    from cxr_keras.serving.export import SIDECAR, export_model
 
     target = export_model(tta_artifact, fmt, tmp_path / fmt)
     sidecar = json.loads((target.parent / SIDECAR).read_text())

@@ -14,8 +14,10 @@ import pytest
 import yaml
 from conftest import kill_when, subprocess_env, tiny_config
 
-from cxr_keras.config import ConfigError, config_from_dict, config_to_dict, with_values
-from cxr_keras.tune import load_best_hparams, register_space, tune
+from cxr_keras.config import config_from_dict, with_values
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.serialize import config_to_dict
+from cxr_keras.training.tune import load_best_hparams, register_space, tune
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = {
@@ -174,7 +176,7 @@ def test_a_changed_config_is_not_mixed_into_an_earlier_search(tmp_path):
 def test_a_trial_finished_before_a_kill_is_recognised(tmp_path):
     """Killed after a trial's process wrote its result but before the oracle recorded it:
     the resumed search takes the result from disk instead of training again."""
-    from cxr_keras.tune import _finished_before
+    from cxr_keras.training.tune import finished_before
 
     spec = {
         "values": {"model.dropout": 0.2},
@@ -186,14 +188,14 @@ def test_a_trial_finished_before_a_kill_is_recognised(tmp_path):
     }
     spec_path = tmp_path / "spec_0.json"
     spec_path.write_text(json.dumps(spec))
-    assert not _finished_before(spec_path, spec)  # no result yet
+    assert not finished_before(spec_path, spec)  # no result yet
     (tmp_path / "result_0.json").write_text(json.dumps({"val_auc": 0.8, "epochs": 2}))
-    assert not _finished_before(spec_path, spec)  # no best weights
+    assert not finished_before(spec_path, spec)  # no best weights
     (tmp_path / "checkpoint.weights.h5").write_bytes(b"weights")
-    assert _finished_before(spec_path, spec)
-    assert not _finished_before(spec_path, {**spec, "values": {"model.dropout": 0.3}})
+    assert finished_before(spec_path, spec)
+    assert not finished_before(spec_path, {**spec, "values": {"model.dropout": 0.3}})
     (tmp_path / "result_0.json").write_text("{trunc")
-    assert not _finished_before(spec_path, spec)  # a half-written result is run again
+    assert not finished_before(spec_path, spec)  # a half-written result is run again
 
 
 def test_tuner_state_files_are_written_whole(tmp_path, monkeypatch):
@@ -203,7 +205,7 @@ def test_tuner_state_files_are_written_whole(tmp_path, monkeypatch):
 
     from keras_tuner.src import utils
 
-    from cxr_keras.tune import atomic_tuner_state_writes
+    from cxr_keras.training.tune import atomic_tuner_state_writes
 
     atomic_tuner_state_writes()
     state = tmp_path / "oracle.json"
@@ -222,9 +224,13 @@ def test_tuner_state_files_are_written_whole(tmp_path, monkeypatch):
 def test_an_isolated_trial_process_follows_its_tuner(tmp_path):
     """The trial's process sets its own parent-death signal (no code between fork and exec
     in the threaded tuner), and leaves at once if the tuner it was started by is gone."""
-    from cxr_keras.tune import TRIAL_PARENT
+    from cxr_keras.training.trial_process import TRIAL_PARENT
 
-    script = "from cxr_keras.tune import _die_with_parent; _die_with_parent(); print('alive')"
+    script = (
+        "from cxr_keras.training.trial_process import die_with_parent\n"
+        "die_with_parent()\n"
+        "print('alive')"
+    )
 
     def run(parent: str) -> subprocess.CompletedProcess:
         env = {**subprocess_env(), TRIAL_PARENT: parent}

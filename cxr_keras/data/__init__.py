@@ -1,7 +1,13 @@
 """The data layer: sources -> manifest -> verified files -> patient split -> tf.data.
 
+Inside, imports point down too: ``load`` (a run's data settings -> manifest) over
+``settings``, ``adapters`` (one module per public dataset, and the registry) over
+``sources`` (folder / CSV / DICOM, plain arguments) over ``files``, ``io``, ``labels`` and
+``manifest``; ``pipeline`` (tf.data) over ``shards`` over ``batching``.
+
 Example:
-    >>> from cxr_keras.config import DataConfig, ImageSpec
+    >>> from cxr_keras.core.image_spec import ImageSpec
+    >>> from cxr_keras.data.settings import DataConfig
     >>> from cxr_keras.data import prepare_data
     >>> data = prepare_data(DataConfig(source="folder", root="sample:kermany"), ImageSpec())
     >>> sorted(data["split"].unique())
@@ -10,12 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import pandas as pd
-
-from cxr_keras.config import DataConfig, ImageSpec
 from cxr_keras.data.io import ImageDecodeError, load_image, read_image
+from cxr_keras.data.load import load_manifest, prepare_data
 from cxr_keras.data.manifest import manifest_labels, skipped_files, skipped_summary
-from cxr_keras.data.sources import csv_source, dicom_source, folder_source, load_manifest
+from cxr_keras.data.sources import csv_source, dicom_source, folder_source
 from cxr_keras.data.splits import (
     PatientLeakageError,
     assign_splits,
@@ -42,22 +46,3 @@ __all__ = [
     "split_frame",
     "verify_files",
 ]
-
-
-def prepare_data(
-    data: DataConfig, spec: ImageSpec, seed: int = 42, progress: bool = False
-) -> pd.DataFrame:
-    """Load the configured source, verify its files, and split it by patient.
-
-    Returns the whole manifest with a ``split`` column; files left out are in
-    ``attrs["skipped"]`` with their reasons (see :func:`skipped_summary`).
-    """
-    manifest = load_manifest(data)
-    if "shards" not in manifest.attrs:  # shard records were decoded when written
-        manifest = verify_files(manifest, spec, mode=data.verify, progress=progress)
-    if len(manifest) == 0:
-        raise ValueError(
-            f"no usable images in {data.root} "
-            f"(skipped: {skipped_summary(manifest) or 'none found'})"
-        )
-    return assign_splits(manifest, data.split, seed)

@@ -1,5 +1,5 @@
 """Optional downloads of the public datasets through ``kagglehub`` (``pip install
-'cxr-keras[download]'``), for the named adapters of :mod:`cxr_keras.data.datasets`.
+'cxr-keras[download]'``), for the named adapters of :mod:`cxr_keras.data.adapters`.
 
 Nothing is downloaded at import time. Kaggle needs an account for competitions and for
 some datasets: set ``KAGGLE_USERNAME`` and ``KAGGLE_KEY`` or put ``kaggle.json`` in

@@ -13,7 +13,7 @@ Every failure raises :class:`ImageDecodeError` naming the file, the reason and a
 ``code`` used to count skipped files in run summaries.
 
 Example:
-    >>> from cxr_keras.config import ImageSpec
+    >>> from cxr_keras.core.image_spec import ImageSpec
     >>> from cxr_keras.sample_data import sample_files
     >>> x = load_image(sample_files("kermany")[0], ImageSpec(size=128))
     >>> x.shape, x.dtype.name, bool(0.0 <= x.min() <= x.max() <= 1.0)
@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_keras.config import ImageSpec
+from cxr_keras.core.image_spec import ImageSpec, max_resize_steps, resize_steps, resize_target
 from cxr_keras.data.borders import content_box, crop_borders
 
 __all__ = [
@@ -45,14 +44,12 @@ __all__ = [
     "frame_offset",
     "is_dicom_path",
     "load_image",
-    "max_resize_steps",
     "model_input_fn",
     "prepare_image",
     "read_dicom_header",
     "read_film",
     "read_header",
     "read_image",
-    "resize_steps",
     "sniff_format",
 ]
 
@@ -516,59 +513,6 @@ def model_input_fn(kinds, spec: ImageSpec, steps=None):
     return dispatch
 
 
-def _resize_target(height, width, spec: ImageSpec, xp):
-    """(source h, w, target h, w) of the one resize ``spec`` makes, in numpy or TF
-    (``xp``) with the same float32 arithmetic, so both give the same sizes."""
-    target_h, target_w = spec.size
-    if spec.resize == "crop":
-        height = width = xp.minimum(height, width)
-    if spec.resize == "pad":
-        h, w = xp.cast(height, "float32"), xp.cast(width, "float32")
-        factor = xp.minimum(xp.cast(target_h, "float32") / h, xp.cast(target_w, "float32") / w)
-        target_h = xp.maximum(1, xp.cast(xp.round(h * factor), "int32"))
-        target_w = xp.maximum(1, xp.cast(xp.round(w * factor), "int32"))
-    return height, width, target_h, target_w
-
-
-class _NumpyOps:  # the few numpy operations _resize_target needs, TF-style
-    minimum = staticmethod(np.minimum)
-    maximum = staticmethod(np.maximum)
-    round = staticmethod(np.round)
-
-    @staticmethod
-    def cast(x, dtype):
-        return np.asarray(x).astype(dtype)
-
-
-def max_resize_steps(spec: ImageSpec) -> int:
-    """Halvings enough for any image the spec accepts (``max_pixels``, ``max_aspect``): the
-    plan used when sizes are unknown. Steps an image does not need change nothing."""
-    longest = math.sqrt(spec.max_pixels * spec.max_aspect)
-    smallest_target = min(spec.size) / (spec.max_aspect if spec.resize == "pad" else 1.0)
-    return max(0, math.ceil(math.log2(max(longest / max(smallest_target, 1.0), 1.0)))) + 1
-
-
-def resize_steps(height: int, width: int, spec: ImageSpec) -> int:
-    """The resize plan of an image of this size: -1 when it already has the target size (a
-    plain copy), else the number of pyramid halvings before the final bilinear step.
-
-    Example:
-        >>> resize_steps(512, 362, ImageSpec(size=224)), resize_steps(224, 224, ImageSpec())
-        (1, -1)
-        >>> resize_steps(2048, 2048, ImageSpec(size=224)), resize_steps(100, 80, ImageSpec())
-        (3, 0)
-    """
-    h, w, th, tw = (int(v) for v in _resize_target(height, width, spec, _NumpyOps))
-    if (h, w) == (th, tw):
-        return -1
-    steps = 0
-    while h >= 2 * th or w >= 2 * tw:
-        h = (h + 1) // 2 if h >= 2 * th else h
-        w = (w + 1) // 2 if w >= 2 * tw else w
-        steps += 1
-    return steps
-
-
 def _resize(image, size, steps: int | None):
     """Resize (H, W, 1) to ``size`` as float32 without aliasing, fast on a CPU.
 
@@ -616,7 +560,7 @@ def prepare_image(image, spec: ImageSpec, scale: float = 1.0, steps: int | None 
         )
     if spec.resize == "pad":
         shape = tf.shape(image)
-        _, _, new_h, new_w = _resize_target(shape[0], shape[1], spec, tf)
+        _, _, new_h, new_w = resize_target(shape[0], shape[1], spec, tf)
         image = _resize(image, tf.stack([new_h, new_w]), steps)
         image = tf.image.pad_to_bounding_box(
             image, (target_h - new_h) // 2, (target_w - new_w) // 2, target_h, target_w

@@ -35,43 +35,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_keras.config import ImageSpec, config_to_dict
-from cxr_keras.data.io import (
-    DECODER_KINDS,
-    decoder_kind,
-    model_input_fn,
-    read_header,
-    resize_steps,
-    sniff_format,
-)
+from cxr_keras.core.image_spec import ImageSpec, resize_steps
+from cxr_keras.core.serialize import config_to_dict
+from cxr_keras.data.batching import label_arrays, labelled_batches
+from cxr_keras.data.io import DECODER_KINDS, decoder_kind, model_input_fn, read_header, sniff_format
 from cxr_keras.data.manifest import manifest_labels
+from cxr_keras.data.shard_reader import shard_dataset
 
 __all__ = [
-    "label_arrays",
-    "labelled_batches",
     "make_dataset",
     "make_image_dataset",
     "make_indexed_dataset",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def label_arrays(
-    manifest: pd.DataFrame, labels: list[str] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, mask) arrays of shape (n, n_labels) as the pipeline yields them.
-
-    Example:
-        >>> df = pd.DataFrame({"path": ["a", "b"], "A": [1.0, float("nan")]})
-        >>> y, w = label_arrays(df, ["A"])
-        >>> y.ravel().tolist(), w.ravel().tolist()
-        ([1.0, 0.0], [1.0, 0.0])
-    """
-    labels = labels or manifest_labels(manifest)
-    raw = manifest[labels].to_numpy(dtype=np.float32)
-    observed = ~np.isnan(raw)
-    return np.where(observed, raw, 0.0).astype(np.float32), observed.astype(np.float32)
 
 
 def _sources_and_loader(paths, spec: ImageSpec, formats=None, steps=None):
@@ -209,7 +186,7 @@ def make_dataset(
         cache: ``memory``, ``none``, or a directory for a file cache (kept between runs).
         shuffle_buffer: default the whole manifest (a full shuffle).
         label_mixing: a batch function from
-            :func:`~cxr_keras.data.augment.build_label_mixing` (training only).
+            :func:`~cxr_keras.data.mixing.build_label_mixing` (training only).
         drop_remainder: drop a last, smaller batch.
         repeat: repeat endlessly (reshuffled each pass); give ``fit`` a ``steps_per_epoch``.
             One iterator then serves every epoch, where Keras would otherwise build (and
@@ -221,8 +198,6 @@ def make_dataset(
     if len(manifest) == 0:
         raise ValueError("the manifest is empty: no images to build a dataset from")
     if "shards" in manifest.attrs:  # the same batches, read from TFRecord shards
-        from cxr_keras.data.shard import shard_dataset
-
         return shard_dataset(
             manifest,
             spec,
@@ -261,32 +236,6 @@ def make_dataset(
         ds = ds.repeat()
     ds = labelled_batches(ds, y, w, batch_size, drop_remainder, training and label_mixing)
     return _one_thread_per_op(ds)
-
-
-def labelled_batches(
-    ds,
-    y: np.ndarray,
-    w: np.ndarray,
-    batch_size: int,
-    drop_remainder: bool = False,
-    label_mixing=None,
-):
-    """Batch ``(row, image)`` elements into ``(images, labels, mask)``: one gather per
-    batch from the label tables ``y`` and ``w`` (so labels are never cached with the
-    images), then ``label_mixing`` (MixUp/CutMix) if given, then prefetch."""
-    import tensorflow as tf
-
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    y_table, w_table = tf.constant(y), tf.constant(w)
-
-    @tf.autograph.experimental.do_not_convert
-    def attach_labels(i, images):
-        return images, tf.gather(y_table, i), tf.gather(w_table, i)
-
-    ds = ds.map(attach_labels)
-    if label_mixing:
-        ds = ds.map(label_mixing, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _cores() -> int:
@@ -343,8 +292,6 @@ def make_indexed_dataset(manifest: pd.DataFrame, spec: ImageSpec, batch_size: in
     import tensorflow as tf
 
     if "shards" in manifest.attrs:  # positions come back in the shards' order
-        from cxr_keras.data.shard import shard_dataset
-
         return shard_dataset(manifest, spec, batch_size=batch_size, indexed=True)
     formats = manifest["format"] if "format" in manifest.columns else None
     sources, load = _sources_and_loader(

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_keras.config import DataConfig, resolve_path
-from cxr_keras.data.io import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, is_dicom_path
+from cxr_keras.data.files import SPLIT_FOLDERS, image_files, read_csv
+from cxr_keras.data.io import is_dicom_path
 from cxr_keras.data.labels import (
     NO_FINDING,
     apply_label_policy,
@@ -45,48 +45,15 @@ from cxr_keras.data.privacy import hash_patient_id
 from cxr_keras.data.privacy import patient_id_key as resolve_patient_key
 
 __all__ = [
-    "SPLIT_FOLDERS",
     "csv_source",
     "dicom_source",
     "folder_source",
-    "load_manifest",
     "manifest_labels",
     "parse_patient_id",
 ]
 
 log = logging.getLogger(__name__)
 
-#: folder name -> split name, for datasets that ship their splits as folders
-SPLIT_FOLDERS = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
-_SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
-# Companion files datasets ship beside their images: not images, not worth a warning.
-_COMPANION_SUFFIXES = {
-    ".md",
-    ".txt",
-    ".rst",
-    ".csv",
-    ".tsv",
-    ".json",
-    ".yaml",
-    ".yml",
-    ".xml",
-    ".html",
-    ".pdf",
-    ".gz",
-    ".zip",
-    ".py",
-    ".ipynb",
-    ".sha256",
-    ".log",
-}
 
 # Patient ids in public datasets' file names, most specific first. The first group is the id.
 _PATIENT_PATTERNS = (
@@ -118,27 +85,6 @@ def parse_patient_id(relative_path: str, pattern: str | None = None) -> str | No
             found = match.group(1) if regex.groups else match.group(0)
             return str(int(found)) if found.isdigit() else found
     return None
-
-
-def _image_files(folder: Path) -> tuple[list[Path], list[Skip]]:
-    """Image and DICOM files under a folder (recursive), and the other files as skips."""
-    files, skipped = [], []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = path.name.lower()
-        suffix = path.suffix.lower()
-        if name in _SYSTEM_FILES or name.startswith("._") or suffix in _COMPANION_SUFFIXES:
-            continue
-        if suffix in IMAGE_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_path(path):
-            files.append(path)
-        else:
-            skipped.append(
-                (
-                    str(path),
-                    "unsupported_format",
-                    f"not an image file (extension {suffix or 'none'!r})",
-                )
-            )
-    return files, skipped
 
 
 def _patient_and_view(
@@ -240,7 +186,7 @@ def folder_source(
     rows, skipped, unparsed = [], [], 0
     for split, class_dir in class_dirs:
         name = canonical_label(class_dir.name)
-        files, bad = _image_files(class_dir)
+        files, bad = image_files(class_dir)
         skipped.extend(bad)
         if name.casefold() not in folded and name.casefold() not in negatives:
             skipped.extend(
@@ -305,7 +251,7 @@ def csv_source(
     """
     csv = Path(csv)
     root = Path(root) if root is not None else csv.parent
-    table = _read_csv(csv)
+    table = read_csv(csv)
     for column in (path_column, finding_column, patient_column, view_column):
         if column is not None and column not in table.columns:
             raise ValueError(f"{csv}: no column {column!r}; columns: {list(table.columns)}")
@@ -479,13 +425,13 @@ def dicom_source(
         raise ValueError(f"{root}: DICOM folder not found")
     if csv is None:
         return folder_source(root, labels, negative_classes, None, patient_id_key)
-    table = _read_csv(Path(csv))
+    table = read_csv(Path(csv))
     if id_column is None or id_column not in table.columns:
         raise ValueError(
             f"{csv}: id_column {id_column!r} must name a column matched to the "
             f"DICOM file names; columns: {list(table.columns)}"
         )
-    files, skipped = _image_files(root)
+    files, skipped = image_files(root)
     stems = pd.Series([f.stem for f in files])
     repeated = set(stems[stems.duplicated()])
     skipped += [
@@ -544,16 +490,6 @@ def dicom_source(
     return new_manifest(rows, labels, skipped)
 
 
-def _read_csv(csv: Path) -> pd.DataFrame:
-    """A labels CSV as text cells (blanks stay blank), or a ValueError naming the file."""
-    try:
-        return pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise ValueError(f"{csv}: labels CSV not found") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{csv}: not a readable CSV ({exc})") from None
-
-
 def _note_unparsed(df: pd.DataFrame, unparsed: int) -> None:
     if unparsed:
         note = (
@@ -562,118 +498,3 @@ def _note_unparsed(df: pd.DataFrame, unparsed: int) -> None:
         )
         df.attrs.setdefault("notes", []).append(note)
         log.warning(note)
-
-
-def load_manifest(data: DataConfig) -> pd.DataFrame:
-    """The manifest a :class:`DataConfig` describes (paths resolved, ``sample:`` allowed).
-
-    A list of roots (folder and dicom sources) gives one manifest of all of them, e.g.
-    two packs of one dataset; their labels must agree, and a file listed twice is kept once.
-    ``data.label_map`` and ``data.exclude`` then make the learned labels
-    (:mod:`cxr_keras.data.label_map`).
-
-    Example:
-        >>> from cxr_keras.config import DataConfig
-        >>> df = load_manifest(DataConfig(source="folder", root="sample:kermany"))
-        >>> len(df)
-        262
-    """
-    from cxr_keras.data.label_map import map_labels, source_labels
-
-    requested = source_labels(data.labels, data.label_map, data.exclude)
-    if isinstance(data.root, str):
-        df = _load_one(data, resolve_path(data.root), requested)
-    else:
-        df = _load_roots(data, requested)
-    if data.label_map or data.exclude:
-        df = map_labels(df, data.label_map, data.labels, data.exclude)
-    return df
-
-
-def _load_roots(data: DataConfig, labels: list[str] | None) -> pd.DataFrame:
-    """One manifest of several roots of one dataset."""
-    parts = [_load_one(data, resolve_path(root), labels) for root in data.root]
-    labels = [part.attrs["labels"] for part in parts]
-    if any(found != labels[0] for found in labels[1:]):
-        raise ValueError(
-            "data.root: the folders have different labels ("
-            + "; ".join(f"{root}: {found}" for root, found in zip(data.root, labels, strict=True))
-            + "); set data.labels or use folders of one dataset"
-        )
-    df = pd.concat(parts, ignore_index=True)
-    before = len(df)
-    df = df.drop_duplicates("path", ignore_index=True)
-    df.attrs = {
-        "labels": labels[0],
-        "skipped": [s for part in parts for s in part.attrs.get("skipped", [])],
-        "notes": [n for part in parts for n in part.attrs.get("notes", [])],
-    }
-    if len(df) < before:
-        df.attrs["notes"].append(f"{before - len(df)} files listed under two roots kept once")
-    return df
-
-
-def _load_one(data: DataConfig, root: Path, labels: list[str] | None) -> pd.DataFrame:
-    """The manifest of one root, with the source labels ``labels`` (None: all)."""
-    csv = resolve_path(data.csv) if data.csv else None
-    if data.source == "folder":
-        return folder_source(
-            root,
-            labels,
-            data.negative_classes,
-            data.patient_id_pattern,
-            data.patient_id_key,
-            data.patient_ids_per_split,
-        )
-    if data.source == "csv":
-        return csv_source(
-            csv,
-            root,
-            labels,
-            data.path_column,
-            data.finding_column,
-            data.finding_separator,
-            data.patient_column,
-            data.view_column,
-            data.uncertain or "zeros",
-            data.blank,
-            data.patient_id_pattern,
-        )
-    if data.source == "shards":
-        from cxr_keras.data.shard import shard_source
-
-        return shard_source(data.root if "://" in str(data.root) else root, labels)
-    if data.source == "dicom":
-        return dicom_source(
-            root,
-            csv,
-            data.id_column,
-            labels,
-            data.patient_column,
-            data.patient_id_key,
-            data.negative_classes,
-            data.uncertain or "zeros",
-            data.blank,
-        )
-    return _load_named(data, root, csv, labels)
-
-
-def _load_named(
-    data: DataConfig, root: Path, csv: Path | None, labels: list[str] | None
-) -> pd.DataFrame:
-    """A named public dataset (:mod:`cxr_keras.data.datasets`) with the data.* keys it
-    takes passed on; a key it does not take is refused rather than ignored."""
-    from cxr_keras.data.datasets import adapter_parameters, open_dataset
-
-    options = dict(data.options)
-    given = {"csv": csv, "labels": labels, "uncertain": data.uncertain}
-    if data.blank != "zeros":
-        given["blank"] = data.blank
-    accepted = adapter_parameters(data.source)
-    for key, value in given.items():
-        if value is None:
-            continue
-        if key not in accepted:
-            raise ValueError(f"data.{key}: the {data.source} dataset does not take it")
-        options[key] = value
-    return open_dataset(data.source, root, **options)

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from cxr_keras.config import SplitConfig
 from cxr_keras.data.manifest import manifest_labels
+from cxr_keras.data.settings import SplitConfig
 
 __all__ = [
     "PatientLeakageError",

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
-from cxr_keras.config import ImageSpec
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data.io import ImageDecodeError, ImageHeader, read_header, read_image, sniff_format
 from cxr_keras.data.manifest import add_skipped
 

@@ -19,10 +19,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cxr_keras.config import ConfigError, resolve_path
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.paths import resolve_path
 
 __all__ = [
     "BACKBONES",
+    "BACKBONE_NAMES",
     "BackboneSpec",
     "BuiltBackbone",
     "WeightsUnavailableError",
@@ -41,7 +43,7 @@ class BackboneSpec:
     Attributes:
         name: the config name.
         constructor: the ``keras.applications`` function, or None for the custom CNN.
-        scaling: the input scaling it expects (see :class:`cxr_keras.layers.BackboneInput`).
+        scaling: the input scaling it expects (see :class:`cxr_keras.models.layers.BackboneInput`).
         channels: input channels (ImageNet models: 3).
         min_size: the smallest input side it accepts.
         imagenet: whether ImageNet weights exist.
@@ -82,6 +84,9 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("mobilenetv3large", lambda: _applications("MobileNetV3Large"), "255"),
     )
 }
+
+#: the registry's names, in order: the choices of ``model.backbone``
+BACKBONE_NAMES = tuple(BACKBONES)
 
 
 def _weights_argument(spec: BackboneSpec, weights: str) -> str | None:

@@ -21,13 +21,9 @@ import difflib
 import math
 from dataclasses import dataclass, field
 
-from cxr_keras.config import (
-    AugmentConfig,
-    ConfigError,
-    ImageSpec,
-    ModelConfig,
-    PreprocessConfig,
-)
+from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.image_spec import ImageSpec
+from cxr_keras.models.settings import AugmentConfig, ModelConfig, PreprocessConfig
 
 __all__ = ["BuiltModel", "build_model", "check_layer_name", "set_trainable", "trainable_summary"]
 
@@ -58,10 +54,10 @@ def build_model(
     """
     import keras
 
-    from cxr_keras.data.augment import build_augmentation, build_contrast_preprocessing
-    from cxr_keras.layers import BackboneInput
+    from cxr_keras.models.augment import build_augmentation, build_contrast_preprocessing
     from cxr_keras.models.backbones import BACKBONES, build_backbone
     from cxr_keras.models.heads import build_head
+    from cxr_keras.models.layers import BackboneInput
 
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")

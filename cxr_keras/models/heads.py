@@ -40,7 +40,7 @@ def build_head(
     import keras
     from keras import layers
 
-    from cxr_keras.layers import LogSumExpPooling
+    from cxr_keras.models.layers import LogSumExpPooling
 
     if n_labels < 1:
         raise ValueError(f"a model needs at least one label, got {n_labels}")

@@ -13,29 +13,6 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
+from cxr_keras.core.paths import SAMPLES, sample_files, sample_path
 
 __all__ = ["SAMPLES", "sample_files", "sample_path"]
-
-_ROOT = Path(__file__).resolve().parent
-
-#: name -> what it holds
-SAMPLES = {
-    "kermany": "Kermany pediatric CXRs, NORMAL/ and PNEUMONIA/ folders (binary task)",
-    "nih": "NIH ChestX-ray14 images with labels.csv (14 findings) and bbox.csv (multi-label)",
-    "dicom": "the pydicom-data RG1 chest radiograph, MONOCHROME1, JPEG 2000",
-}
-
-_PATTERNS = {"kermany": "*/*.jpeg", "nih": "images/*.jpg", "dicom": "*.dcm"}
-
-
-def sample_path(name: str) -> Path:
-    """The folder of one bundled sample (``kermany``, ``nih`` or ``dicom``)."""
-    if name not in SAMPLES:
-        raise ValueError(f"unknown bundled sample {name!r}; available: {', '.join(SAMPLES)}")
-    return _ROOT / name
-
-
-def sample_files(name: str) -> list[Path]:
-    """The image files of one bundled sample, sorted."""
-    return sorted(sample_path(name).glob(_PATTERNS[name]))

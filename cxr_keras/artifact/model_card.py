@@ -1,0 +1,294 @@
+"""The model card: ``MODEL_CARD.md`` beside an artifact, written from its ``cxr_model.json``.
+
+Everything in it comes from the artifact, so it cannot drift from the model: the data
+(sources, split counts, licence and citations from the recipe's ``card`` section), the
+preprocessing, the network, the command that trained it, the validation figures with
+their confidence intervals, the thresholds and decision rule, the calibration, the
+referral rule and the known limits. ``train`` writes it, ``evaluate`` rewrites it when it
+stores new thresholds or figures, and this command regenerates it:
+
+    python -m cxr_keras.model_card --model models/<name>
+
+Example:
+    >>> path = write_model_card(load_artifact("runs/demo"))  # doctest: +SKIP
+    >>> path.name  # doctest: +SKIP
+    'MODEL_CARD.md'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cxr_keras.artifact.store import CARD_FILE
+
+__all__ = ["CARD_FILE", "model_card", "write_model_card"]
+
+STANDING_LIMITS = [
+    "Validation images come from the same source as the training images (disjoint by "
+    "patient only): expect lower figures, above all lower specificity, on other hospitals, "
+    "devices and populations.",
+    "The thresholds were chosen on the validation split and may not transfer to a new "
+    "population; neither may the calibration.",
+    "Grad-CAM heatmaps show where the model looked, not where disease is.",
+]
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(interval) -> str:
+    return f" (95% CI {interval[0]:.3f}–{interval[1]:.3f})" if interval else ""
+
+
+def _data_section(meta: dict) -> list[str]:
+    data = meta.get("data") or {}
+    config = data.get("config") or {}
+    roots = config.get("root")
+    roots = roots if isinstance(roots, list) else [roots] if roots else []
+    summary = data.get("summary") or {}
+    card = _card(meta)
+    lines = ["## Data", ""]
+    if roots:
+        lines.append("Sources: " + ", ".join(f"`{root}`" for root in roots) + ".")
+    if summary:
+        lines.append(
+            f"{summary.get('images', '?')} images of {summary.get('patients', '?')} patients, "
+            "split by patient (no patient in two splits)."
+        )
+        lines += ["", "| split | images | patients | positives per label |", "|---|---|---|---|"]
+        for split, part in (summary.get("splits") or {}).items():
+            positives = ", ".join(
+                f"{label} {counts.get('positive', '?')}"
+                for label, counts in (part.get("labels") or {}).items()
+            )
+            lines.append(
+                f"| {split} | {part.get('images', '?')} | {part.get('patients', '?')} | "
+                f"{positives} |"
+            )
+    for note in summary.get("notes") or []:
+        lines.append(f"\nNote: {note}")
+    if card.get("data_licence"):
+        lines += ["", f"Licence: {card['data_licence']}"]
+    if card.get("citations"):
+        lines += ["", "Cite:", ""] + [f"- {citation}" for citation in card["citations"]]
+    return lines
+
+
+def _preprocessing_section(meta: dict) -> list[str]:
+    spec = meta.get("image_spec") or {}
+    config = meta.get("config") or {}
+    augment = {k: v for k, v in (config.get("augment") or {}).items() if v not in (0, 0.0, False)}
+    augment.pop("fill_mode", None)
+    contrast = (meta.get("preprocess") or {}).get("contrast", "none")
+    size = spec.get("size")
+    size_text = "x".join(str(s) for s in size) if isinstance(size, list) else str(size)
+    return [
+        "## Preprocessing",
+        "",
+        f"- Input: grayscale, {size_text} px, resize mode `{spec.get('resize')}`, values in "
+        "[0, 1]; DICOMs through their modality and VOI LUTs (MONOCHROME1 inverted) with "
+        f"window `{spec.get('dicom_window', 'auto')}`.",
+        f"- Contrast preprocessing inside the model: `{contrast}`.",
+        "- Training-time augmentation (off at inference): "
+        + (", ".join(f"{k} {v}" for k, v in augment.items()) or "none")
+        + ".",
+    ]
+
+
+def _card(meta: dict) -> dict:
+    """The recipe's ``card`` section stored in the artifact (empty when it had none)."""
+    return (meta.get("config") or {}).get("card") or {}
+
+
+def _training_section(meta: dict) -> list[str]:
+    model = meta.get("model") or {}
+    training = meta.get("training") or {}
+    settings = (meta.get("config") or {}).get("training") or {}
+    lines = [
+        "## Model and training",
+        "",
+        f"- Network: `{model.get('backbone')}` (weights at start: `{model.get('weights')}`), "
+        f"{model.get('trainable_params', '?')} trainable parameters, Grad-CAM layer "
+        f"`{model.get('feature_layer')}`.",
+        f"- Optimiser `{settings.get('optimizer')}`, learning rate "
+        f"{settings.get('learning_rate')} (`{settings.get('lr_schedule', 'plateau')}` "
+        f"schedule), loss `{settings.get('loss')}`, class weights "
+        f"`{settings.get('class_weights')}`.",
+        f"- {training.get('epochs_run', '?')} epochs run; the best by "
+        f"`{training.get('monitor')}` (epoch {training.get('best_epoch')}) was kept. Wall "
+        f"time {training.get('wall_time_s', '?')} s.",
+    ]
+    versions = meta.get("versions") or {}
+    if versions:
+        lines.append(
+            "- Versions: " + ", ".join(f"{name} {value}" for name, value in versions.items()) + "."
+        )
+    card = _card(meta)
+    if card.get("model_choice"):
+        lines += ["", f"Why this model: {card['model_choice']}"]
+    command = training.get("command")
+    lines += ["", "Reproduce:", "", "```bash", command or "(trained through the Python API)", "```"]
+    return lines
+
+
+def _results_section(meta: dict, labels: list[str]) -> list[str]:
+    metrics = meta.get("metrics") or {}
+    lines = ["## Results", ""]
+    validation = {
+        k: v for k, v in (metrics.get("validation") or {}).items() if isinstance(v, (int, float))
+    }
+    if validation:
+        lines.append(
+            "At the best training epoch (Keras metrics, validation split): "
+            + ", ".join(f"{k} {_num(v)}" for k, v in sorted(validation.items()))
+            + "."
+        )
+    for key, result in sorted((metrics.get("evaluation") or {}).items()):
+        lines += [
+            "",
+            f"### Evaluation: {key}",
+            "",
+            f"{result.get('source', key)}; {result.get('images', '?')} images.",
+            "",
+            f"ROC AUC {_num(result.get('roc_auc'))}{_ci(result.get('roc_auc_ci'))} "
+            "(bootstrap over patients).",
+        ]
+        rates = result.get("at_thresholds") or {}
+        if rates:
+            lines += [
+                "",
+                "| rule | label | threshold | accuracy | sensitivity | specificity |",
+                "|---|---|---|---|---|---|",
+            ]
+            for rule, per_label in rates.items():
+                for label in labels:
+                    m = per_label.get(label) or {}
+                    lines.append(
+                        f"| {rule} | {label} | {_num(m.get('threshold'))} | "
+                        f"{_pct(m.get('accuracy'))} | {_pct(m.get('sensitivity'))} | "
+                        f"{_pct(m.get('specificity'))} |"
+                    )
+        if result.get("ece") is not None:
+            lines += [
+                "",
+                f"ECE {_num(result['ece'])} (before temperature scaling "
+                f"{_num(result.get('ece_uncalibrated'))}).",
+            ]
+        report = result.get("report")
+        if report and not Path(report).is_absolute():  # no machine paths in a shipped card
+            lines += ["", f"Full report: `{report}`."]
+    if not metrics.get("evaluation"):
+        lines += [
+            "",
+            "Not evaluated yet: `python -m cxr_keras.evaluate --model <this folder>`.",
+        ]
+    return lines
+
+
+def _decision_section(meta: dict, labels: list[str]) -> list[str]:
+    thresholds = meta.get("thresholds") or {}
+    rule = meta.get("decision_rule", "default")
+    temperature = meta.get("temperature", 1.0)
+    points = meta.get("operating_points") or {}
+    lines = [
+        "## Thresholds, calibration and referral",
+        "",
+        f"Decision rule: `{rule}`"
+        + (
+            f" (thresholds chosen on the {points.get('chosen_on')} split, "
+            f"{points.get('images')} images)."
+            if points
+            else "."
+        ),
+        "",
+        "| rule | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    evaluations = ((meta.get("metrics") or {}).get("evaluation") or {}).values()
+    stability = next(
+        (e["threshold_stability"] for e in evaluations if e.get("threshold_stability")), {}
+    )
+
+    def cell(name: str, label: str) -> str:
+        spread = (stability.get(name) or {}).get(label)
+        shown = _num(thresholds[name].get(label))
+        return f"{shown} ({spread['low']:.3f}–{spread['high']:.3f})" if spread else shown
+
+    for name in thresholds:
+        mark = " (decision)" if name == rule else ""
+        lines.append(
+            f"| {name}{mark} | " + " | ".join(cell(name, label) for label in labels) + " |"
+        )
+    if stability:
+        lines += [
+            "",
+            "In brackets: the 2.5-97.5 % range of each threshold over patient-level bootstrap "
+            "resamples of the validation split (how far it would move on other patients).",
+        ]
+    if isinstance(temperature, dict):
+        shown = ", ".join(f"{label} {_num(t)}" for label, t in temperature.items())
+    else:
+        shown = _num(temperature)
+    lines += ["", f"Temperature: {shown} (probabilities are sigmoid(logit / T))."]
+    referral = meta.get("referral")
+    if referral:
+        lines.append(
+            f"Referral to a radiologist: probability within {referral.get('band')} of a "
+            f"threshold, or MC-dropout standard deviation above {referral.get('max_std')} "
+            f"({referral.get('passes')} passes)."
+        )
+    return lines
+
+
+def model_card(artifact) -> str:
+    """The card's Markdown for a loaded artifact."""
+    from cxr_keras import __version__
+
+    meta = artifact.meta
+    labels = artifact.labels
+    card = _card(meta)
+    intended = card.get("intended_use") or "Research and education."
+    out_of_scope = card.get("out_of_scope") or "Clinical use: this is not a medical device."
+    lines = [
+        f"# Model card: {meta.get('name') or artifact.path.name}",
+        "",
+        f"Labels: {', '.join(f'`{label}`' for label in labels)}. Created "
+        f"{meta.get('created', '?')}. Generated by cxr-keras {__version__} from "
+        "`cxr_model.json`; regenerate with `python -m cxr_keras.model_card --model <folder>`.",
+        "",
+        "## Intended use",
+        "",
+        intended,
+        "",
+        "**Not for:** " + out_of_scope,
+        "",
+        *_data_section(meta),
+        "",
+        *_preprocessing_section(meta),
+        "",
+        *_training_section(meta),
+        "",
+        *_results_section(meta, labels),
+        "",
+        *_decision_section(meta, labels),
+        "",
+        "## Known limits",
+        "",
+        *[f"- {limit}" for limit in [*(card.get("limitations") or []), *STANDING_LIMITS]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(artifact) -> Path:
+    """Write ``MODEL_CARD.md`` into the artifact's folder; returns its path."""
+    path = Path(artifact.path) / CARD_FILE
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(model_card(artifact), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,3 @@
+"""Evaluation: ``metrics`` and ``operating_points`` with patient-level bootstrap intervals,
+the ``report`` and ``plots``, the dataset summary, and the ``evaluate`` and ``compare``
+stages."""

@@ -1,0 +1,161 @@
+"""Predict image files, folders and DICOMs with a model artifact (``python -m cxr_keras.predict``).
+
+Writes ``DIR/predictions.csv`` (one row per file: path, one probability column per label
+named after the label, the decision, the referral flag) and ``DIR/predictions.json`` (per
+file: probabilities with the artifact's temperature applied, decisions at its stored
+thresholds, the referral flag with its reasons, the heatmap paths with ``--gradcam``).
+Folders are searched recursively. A file that cannot be used is reported by its file name
+with the reason (in the JSON, the log and the exit summary) and the others still get
+answers. Identifying DICOM tags are never read into any output.
+
+Example:
+    >>> answers = predict("models/kermany_pneumonia", ["chest.png"], "out")  # doctest: +SKIP
+    >>> answers["files"][0]["decision"]  # doctest: +SKIP
+    'PNEUMONIA'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["collect_files", "predict"]
+
+log = logging.getLogger("cxr_keras.predict")
+
+NEGATIVE = "negative"  # the decision column when no label is at or above its threshold
+
+
+def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[dict]]:
+    """The files to predict (folders searched recursively) and the problems found on the
+    way (a missing path, a non-image file in a folder), each ``{"file", "reason"}``."""
+    from cxr_keras.data.sources import image_files
+
+    files, problems = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found, skipped = image_files(path)
+            files += found
+            problems += [{"file": Path(s[0]).name, "reason": s[2]} for s in skipped]
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append({"file": path.name, "reason": "no such file or folder"})
+    unique = list(dict.fromkeys(files))  # the same file named twice is predicted once
+    return unique, problems
+
+
+def _answers(artifact, predictor, manifest, logits, rule: dict, passes: int) -> list[dict]:
+    """Per file: probabilities, decisions, the referral flag and its reasons."""
+    from cxr_keras.artifact.referral import referral_reasons
+    from cxr_keras.data.io import load_image
+    from cxr_keras.explanation.uncertainty import mc_dropout
+
+    labels = artifact.labels
+    answers = predictor.from_logits(logits)
+    std = None
+    if passes >= 2:
+        images = np.stack([load_image(p, artifact.image_spec) for p in manifest["path"]])
+        std = mc_dropout(artifact.explain_model, images, predictor.temperatures, passes).std
+    results = []
+    for i, path in enumerate(manifest["path"]):
+        probabilities = answers.probabilities[i]
+        positive = [label for j, label in enumerate(labels) if answers.decisions[i, j]]
+        reasons = referral_reasons(
+            labels, probabilities, answers.thresholds, None if std is None else std[i], rule
+        )
+        entry = {
+            "path": path,
+            "probabilities": {label: float(probabilities[j]) for j, label in enumerate(labels)},
+            "decisions": {label: bool(answers.decisions[i, j]) for j, label in enumerate(labels)},
+            "decision": "|".join(positive) or NEGATIVE,
+            "refer": bool(reasons),
+            "referral_reasons": reasons,
+        }
+        if std is not None:
+            entry["mc_dropout_std"] = {label: float(std[i, j]) for j, label in enumerate(labels)}
+        results.append(entry)
+    return results
+
+
+def predict(
+    model,
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    gradcam: bool = False,
+    mc_passes: int | None = None,
+    batch_size: int = 32,
+) -> dict:
+    """Answers for files and folders, written under ``out`` (see the module docstring);
+    returns the ``predictions.json`` content."""
+    from cxr_keras.artifact.predictor import Predictor
+    from cxr_keras.artifact.referral import rule_of
+    from cxr_keras.artifact.store import Artifact, load_artifact
+    from cxr_keras.data.manifest import new_manifest
+    from cxr_keras.data.verify import verify_files
+
+    artifact = model if isinstance(model, Artifact) else load_artifact(model)
+    predictor = Predictor(artifact)
+    labels = artifact.labels
+    rule = rule_of(artifact.meta)
+    passes = int(rule["passes"] if mc_passes is None else mc_passes)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    files, problems = collect_files(paths)
+    manifest = new_manifest([{"path": str(f)} for f in files], labels=[])
+    if len(manifest):
+        manifest = verify_files(manifest, artifact.image_spec)  # header check, reasons kept
+        skipped = manifest.attrs.get("skipped", [])
+        problems += [{"file": Path(s[0]).name, "reason": s[2]} for s in skipped]
+    results = []
+    if len(manifest):
+        logits = predictor.manifest_logits(manifest, batch_size)
+        decoded = ~np.isnan(logits).any(axis=1)
+        for path in manifest["path"][~decoded]:
+            problems.append({"file": Path(path).name, "reason": "its image data cannot be decoded"})
+        manifest = manifest[decoded].reset_index(drop=True)
+        results = _answers(artifact, predictor, manifest, logits[decoded], rule, passes)
+    if gradcam and results:
+        from cxr_keras.explanation.explain import explain
+
+        summary = explain(artifact, [e["path"] for e in results], out=out / "gradcam", mc_passes=0)
+        explained = {e["path"]: e["explained"] for e in summary["images"]}
+        for entry in results:
+            overlays = explained.get(entry["path"], [])
+            entry["heatmaps"] = {x["label"]: x["overlay"] for x in overlays}
+
+    table = pd.DataFrame(
+        [
+            {
+                "path": e["path"],
+                **{label: round(e["probabilities"][label], 6) for label in labels},
+                "decision": e["decision"],
+                "refer": e["refer"],
+            }
+            for e in results
+        ],
+        columns=["path", *labels, "decision", "refer"],
+    )
+    table.to_csv(out / "predictions.csv", index=False)
+    document = {
+        "model": str(artifact.path),
+        "labels": labels,
+        "thresholds": dict(zip(labels, predictor.thresholds, strict=True)),
+        "decision_rule": artifact.decision_rule,
+        "referral_rule": rule,
+        "mc_passes": passes if passes >= 2 else 0,
+        "files": results,
+        "problems": problems,
+    }
+    (out / "predictions.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+    for problem in problems:
+        log.warning("%s: %s", problem["file"], problem["reason"])
+    return document

@@ -1,0 +1,1 @@
+"""Workflows of several stages: a published pipeline's ``recipe``, end to end."""
