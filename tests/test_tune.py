@@ -242,3 +242,39 @@ def test_an_isolated_trial_process_follows_its_tuner(tmp_path):
     assert ours.returncode == 0 and ours.stdout.strip() == "alive"
     gone = run("1")  # started by a tuner that is no longer its parent
     assert gone.returncode == 1 and "alive" not in gone.stdout
+
+
+def _run_tune(tmp_path: Path, cfg) -> subprocess.CompletedProcess:
+    config = tmp_path / f"{cfg.name}.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    return subprocess.run(
+        [sys.executable, "-m", "cxr_keras.tune", "--config", str(config)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+def test_a_trial_with_a_cosine_schedule_survives_a_stalled_monitor(tmp_path):
+    """Training adds ReduceLROnPlateau only for lr_schedule: plateau; a trial must too:
+    Keras cannot set the rate of a schedule, so a stalled monitor failed the trial."""
+    cfg = _search_config("cosine", 1, epochs=3, space={"model.dropout": {"choice": [0.1]}})
+    cfg = with_values(
+        cfg,
+        {
+            "training.lr_schedule": "cosine",
+            "training.reduce_lr_patience": 1,
+            "training.early_stopping_patience": 0,
+            # no BatchNorm and a rate too small to move a weight: the monitor cannot improve
+            "training.learning_rate": 1e-12,
+            "training.min_learning_rate": 1e-15,
+            "model.normalization": "none",
+        },
+    )
+    run = _run_tune(tmp_path, cfg)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = _rows(tmp_path / "runs" / "cosine" / "tune" / "trials.csv")
+    assert [r["status"] for r in rows] == ["COMPLETED"]
+    assert rows[0]["epochs"] == "3" and float(rows[0]["objective"]) >= 0

@@ -48,6 +48,7 @@ from cxr_keras.training.fit import (
     learning_rate_for,
     make_loss,
     quiet_dataset_notes,
+    schedule_callbacks,
     steps_per_epoch,
     use_mixed_precision,
 )
@@ -202,28 +203,9 @@ class _HyperModel:
 
 
 def _trial_callbacks(cfg: Config) -> list:
-    """The learning-rate schedule and early stopping of training, on the search objective."""
-    import keras
-
-    monitor, mode = cfg.search.objective, cfg.search.direction
-    callbacks = []
-    if cfg.training.reduce_lr_patience > 0:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor,
-                mode=mode,
-                factor=cfg.training.reduce_lr_factor,
-                patience=cfg.training.reduce_lr_patience,
-                min_lr=cfg.training.min_learning_rate,
-            )
-        )
-    if cfg.training.early_stopping_patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, mode=mode, patience=cfg.training.early_stopping_patience
-            )
-        )
-    return callbacks
+    """The learning-rate schedule and early stopping of training (the same function
+    builds both), on the search objective."""
+    return schedule_callbacks(cfg, monitor=cfg.search.objective, mode=cfg.search.direction)
 
 
 # --------------------------------------------------------------------------- isolated trials
