@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from cxr_keras.config import Config, load_config
-from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.errors import ConfigError, RunFailedError
 
 __all__ = [
     "add_config_arguments",
@@ -65,6 +65,10 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         logging.getLogger("cxr_keras").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         code = 2
+    except RunFailedError as exc:
+        logging.getLogger("cxr_keras").debug("run failed", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -278,3 +278,19 @@ def test_a_trial_with_a_cosine_schedule_survives_a_stalled_monitor(tmp_path):
     rows = _rows(tmp_path / "runs" / "cosine" / "tune" / "trials.csv")
     assert [r["status"] for r in rows] == ["COMPLETED"]
     assert rows[0]["epochs"] == "3" and float(rows[0]["objective"]) >= 0
+
+
+def test_a_search_whose_trials_all_fail_exits_non_zero_and_leaves_no_best_values(tmp_path):
+    # a file cache where no folder can be made: every trial fails in its first epoch
+    cfg = _search_config("failing", 2, space={"data.cache": {"choice": ["/proc/no/cache"]}})
+    run = _run_tune(tmp_path, cfg)
+    assert run.returncode != 0
+    assert "no trial of the search" in run.stderr and "completed" in run.stderr
+    assert not (tmp_path / "runs" / "failing" / "best_hparams.json").exists()
+    # a best_hparams.json such a search wrote before is refused, not trained from
+    stale = tmp_path / "stale.json"
+    stale.write_text(
+        json.dumps({"hyperparameters": {"model.dropout": 0.3}, "objective": {"val_auc": None}})
+    )
+    with pytest.raises(ValueError, match="no completed trial"):
+        load_best_hparams(stale)

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from cxr_keras.config import Config, config_from_dict, run_identity, with_values
-from cxr_keras.core.errors import ConfigError
+from cxr_keras.core.errors import ConfigError, RunFailedError
 from cxr_keras.core.figures import pyplot, save_figure
 from cxr_keras.core.serialize import config_to_dict
 from cxr_keras.data import prepare_data, split_frame
@@ -55,6 +55,7 @@ from cxr_keras.training.fit import (
 from cxr_keras.training.trial_process import TRIAL_PARENT
 
 __all__ = [
+    "best_completed_trial",
     "best_hparams_path",
     "finished_before",
     "load_best_hparams",
@@ -93,6 +94,12 @@ def load_best_hparams(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data.get("hyperparameters"), dict):
         raise ValueError(f"{path}: expected a 'hyperparameters' mapping")
+    scores = list((data.get("objective") or {}).values())
+    if "objective" in data and (not scores or any(score is None for score in scores)):
+        raise ValueError(
+            f"{path}: the search has no completed trial (objective {data['objective']}); "
+            "tune again, or train without --from-tuning"
+        )
     return dict(data["hyperparameters"])
 
 
@@ -434,6 +441,17 @@ def _make_tuner(cfg: Config, hypermodel, directory: Path, progress: bool = True)
     )
 
 
+def best_completed_trial(oracle):
+    """The best trial that completed with a score, or None. KerasTuner's own
+    ``get_best_trials`` pads its answer with unfinished and failed trials when too few
+    completed, so a search whose trials all failed would report a failed trial as the
+    best. Completed trials come first in that answer, so the first one tells."""
+    best = oracle.get_best_trials(1)
+    if best and str(best[0].status) == "COMPLETED" and best[0].score is not None:
+        return best[0]
+    return None
+
+
 def prune_checkpoints(tuner) -> int:
     """Delete the weights of every finished trial but the best; returns how many.
 
@@ -441,8 +459,8 @@ def prune_checkpoints(tuner) -> int:
     and their status asked of the oracle, so a trial another worker is still training is
     left alone.
     """
-    best = tuner.oracle.get_best_trials(1)
-    keep = best[0].trial_id if best else None
+    best = best_completed_trial(tuner.oracle)
+    keep = best.trial_id if best else None
     removed = 0
     project = Path(tuner.project_dir)
     for trial_dir in project.glob("trial_*"):
@@ -504,10 +522,13 @@ def _write_outputs(cfg: Config, tuner, run_dir: Path) -> dict:
         writer = csv.DictWriter(fh, columns)
         writer.writeheader()
         writer.writerows(rows)
-    best_trials = tuner.oracle.get_best_trials(1)
-    if not best_trials:
-        raise RuntimeError(f"no trial of {run_dir} completed; see {directory / 'trials.csv'}")
-    best = best_trials[0]
+    best = best_completed_trial(tuner.oracle)
+    if best is None:
+        best_hparams_path(run_dir).unlink(missing_ok=True)
+        raise RunFailedError(
+            f"no trial of the search in {directory} completed ({len(rows)} failed): nothing "
+            f"to train from; see {directory / 'trials.csv'} and the trial errors above"
+        )
     space = cfg.search.space
     values = {k: v for k, v in best.hyperparameters.values.items() if k in space}
     result = {
