@@ -101,6 +101,16 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path):
     kill_when(command, tmp_path, lambda: log.is_file() and len(log.read_text().splitlines()) >= 3)
     rows_at_kill = len(log.read_text().splitlines()) - 1
     assert 2 <= rows_at_kill < 6, "the kill came too late to test a resume"
+    # The kill that matters: an epoch's row reached the log, its backup did not. Make that
+    # state: a row for the epoch the backup resumes at, with values no epoch gives.
+    backup = tmp_path / "runs" / "resume" / "train" / "backup_0" / "training_metadata.json"
+    resume_at = json.loads(backup.read_text())["epoch"]
+    lines = log.read_text().splitlines()
+    header, last = lines[0].split(","), lines[-1].split(",")
+    phantom = dict(zip(header, last, strict=True))
+    phantom.update(epoch=str(resume_at), loss="12345.0", val_auc="0.0")
+    lines = [ln for ln in lines if not ln.startswith(f"{resume_at},")]
+    log.write_text("\n".join([*lines, ",".join(phantom[k] for k in header)]) + "\n")
     second = subprocess.run(
         command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
     )
@@ -111,8 +121,10 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path):
         .split("/")[0]
     )
     assert started >= rows_at_kill  # resumed from its backup: finished epochs kept
-    epochs = sorted({int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]})
-    assert epochs == list(range(6))  # every epoch once, none lost
+    rows = log.read_text().splitlines()[1:]
+    epochs = [int(line.split(",")[0]) for line in rows]
+    assert epochs == list(range(6))  # every epoch once, in order, none lost
+    assert not any("12345.0" in line for line in rows)  # the unsaved epoch ran again
     meta = json.loads((tmp_path / "runs" / "resume" / "cxr_model.json").read_text())
     assert meta["training"]["epochs_run"] == 6
     # the command that reproduces the run, for the model card

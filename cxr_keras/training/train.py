@@ -127,6 +127,40 @@ def _check_run_dir(work: Path, cfg: Config) -> None:
         saved.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
 
+def _resume_epoch(work: Path, phase_index: int, first_epoch: int) -> int:
+    """The epoch a phase continues at: the one its newest backup records (Keras
+    ``BackupAndRestore``), else the phase's first epoch."""
+    path = work / f"backup_{phase_index}" / "training_metadata.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return first_epoch
+
+
+def _drop_unsaved_epochs(work: Path, resume_epoch: int) -> int:
+    """Remove the log rows of epochs from ``resume_epoch`` on: a kill after an epoch's row
+    reached ``log.csv`` but before its backup was saved leaves a row of an epoch that runs
+    again. Kept, it would appear twice, and the resumed plateau and early-stopping state
+    would count an epoch the model no longer has. Returns how many rows went."""
+    path = work / "log.csv"
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [row for row in rows if row.get("epoch") and int(float(row["epoch"])) < resume_epoch]
+    if len(kept) == len(rows):
+        return 0
+    tmp = path.with_name("log.csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
+    log.info("dropped %d logged epoch(s) that had no backup; they run again", len(rows) - len(kept))
+    return len(rows) - len(kept)
+
+
 def _phase_history(work: Path, monitor: str, first_epoch: int) -> tuple[list, list]:
     """The monitored values and learning rates logged since the phase began."""
     rows = [r for r in _log_rows(work) if int(float(r["epoch"])) >= first_epoch]
@@ -286,6 +320,7 @@ def train(
         )
         first_epoch = state.setdefault("phase_start", {}).setdefault(phase.name, state["epochs"])
         _write_state(work, state)
+        _drop_unsaved_epochs(work, _resume_epoch(work, index, first_epoch))
         if not _stopped_early(cfg, work, first_epoch):
             model.fit(
                 train_ds,
