@@ -70,6 +70,23 @@ def test_artifact_reloads_in_a_fresh_process_with_identical_predictions(trained_
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), here)
 
 
+def test_the_saved_model_answers_the_same_however_it_is_called(trained_artifact):
+    """``model(x)`` without ``training=False``, as most user code calls a Keras model:
+    no augmentation, no BatchNorm update, the same logits as ``predict``."""
+    import keras
+
+    model = keras.models.load_model(trained_artifact.path / "model.keras", safe_mode=True)
+    files = sample_files("kermany")[:8]
+    images = np.stack([load_image(f, trained_artifact.image_spec) for f in files])
+    before = model.predict(images, verbose=0)
+    plain = [np.asarray(model(images)) for _ in range(2)]
+    np.testing.assert_allclose(plain[0], before, atol=1e-5)
+    np.testing.assert_allclose(plain[1], before, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), before)  # stats kept
+    # in training, the augmentation inside still runs
+    assert not np.allclose(np.asarray(model(images, training=True)), before, atol=1e-3)
+
+
 def test_predictor_turns_logits_into_probabilities_and_decisions(trained_artifact):
     predictor = Predictor(trained_artifact)
     files = sample_files("kermany")[:4]

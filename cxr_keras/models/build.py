@@ -57,7 +57,7 @@ def build_model(
     from cxr_keras.models.augment import build_augmentation, build_contrast_preprocessing
     from cxr_keras.models.backbones import BACKBONES, build_backbone
     from cxr_keras.models.heads import build_head
-    from cxr_keras.models.layers import BackboneInput
+    from cxr_keras.models.layers import BackboneInput, TrainingOnly
 
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
@@ -68,8 +68,8 @@ def build_model(
         inputs = keras.Input((*spec.size, 1), name="image")
         x = inputs
         augmentation = build_augmentation(augment, seed=seed) if augment else None
-        if augmentation is not None:
-            x = augmentation(x)
+        if augmentation is not None:  # on only in fit: see TrainingOnly
+            x = TrainingOnly(augmentation, name="augmentation_in_training")(x)
         contrast = build_contrast_preprocessing(preprocess) if preprocess else None
         if contrast is not None:
             x = contrast(x)

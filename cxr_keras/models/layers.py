@@ -20,6 +20,7 @@ __all__ = [
     "HistogramEqualization",
     "LogSumExpPooling",
     "TestTimeView",
+    "TrainingOnly",
 ]
 
 # ImageNet statistics used by keras.applications' "torch" and "caffe" preprocessing.
@@ -213,3 +214,30 @@ class TestTimeView(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "amount": self.amount}
+
+
+@keras.saving.register_keras_serializable(package="cxr_keras")
+class TrainingOnly(keras.layers.Wrapper):
+    """Run the wrapped (augmentation) layer only when ``training`` is explicitly True.
+
+    Keras' random augmentation layers default to ``training=True`` in their own call, so
+    a saved model called the plain way, ``model(x)`` (as the keras.io Grad-CAM recipe and
+    most user code call it), would augment its input and, through the call context, run
+    BatchNorm in training mode and overwrite its moving statistics. Here the default is
+    False: ``fit`` passes True, every other call gets the image as given.
+
+    Example:
+        >>> import numpy as np
+        >>> flip = TrainingOnly(keras.layers.RandomFlip("horizontal", seed=1))
+        >>> x = np.arange(8, dtype="float32").reshape(1, 2, 4, 1)
+        >>> bool(np.array_equal(np.asarray(flip(x)), x))
+        True
+    """
+
+    def call(self, inputs, training=False):
+        if training:
+            return self.layer(inputs, training=True)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
