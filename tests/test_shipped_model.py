@@ -75,6 +75,21 @@ def test_shipped_model_separates_the_bundled_films(shipped):
     assert roc_auc_score(truth, probabilities) > 0.95
 
 
+def test_the_shipped_model_answers_the_same_when_called_the_plain_way():
+    """``model(x)`` without ``training=False``: no augmentation, BatchNorm statistics kept
+    (the model was re-saved with the training-only augmentation block, same weights)."""
+    import keras
+
+    from cxr_keras.data.io import load_image
+
+    model = keras.models.load_model(MODEL / "model.keras", safe_mode=True)
+    spec = load_artifact(MODEL).image_spec
+    images = np.stack([load_image(f, spec) for f in sample_files("kermany")[:8]])
+    before = model.predict(images, verbose=0)
+    np.testing.assert_allclose(np.asarray(model(images)), before, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), before)
+
+
 def test_predict_and_explain_with_the_shipped_model(tmp_path):
     from cxr_keras.explanation.explain import explain
     from cxr_keras.serving.predict import predict
