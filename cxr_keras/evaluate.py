@@ -29,9 +29,18 @@ from cxr_keras.cli import (
     run_cli,
     setup_logging,
 )
+from cxr_keras.core.result_names import THRESHOLD_RULES, check_decision_rule
 from cxr_keras.evaluation.evaluate import evaluate
 
 __all__ = ["main"]
+
+
+def _decision_rule(text: str) -> str:
+    """``--decision-rule``, checked before any model is loaded."""
+    try:
+        return check_decision_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes for referral")
     parser.add_argument(
         "--decision-rule",
-        help="the rule predict and the app use (default youden; without a validation split, "
-        "the artifact's own)",
+        type=_decision_rule,
+        metavar="RULE",
+        help="the rule predict and the app use: "
+        + "; ".join(f"{name}: {text}" for name, text in THRESHOLD_RULES.items())
+        + " (default youden; without a validation split, the artifact's own)",
     )
     parser.add_argument(
         "--threshold-estimate",

@@ -71,3 +71,52 @@ def test_each_named_dataset_has_its_own_adapter_module(name):
     from cxr_keras.data.adapters import DATASETS
 
     assert DATASETS[name].__module__ == f"cxr_keras.data.adapters.{name}"
+
+
+def test_metric_names_are_the_registry_the_renderers_read():
+    import numpy as np
+
+    from cxr_keras.core.result_names import COUNTS, RANKING_METRICS, THRESHOLD_METRICS
+    from cxr_keras.evaluation.metrics import discrimination, threshold_metrics
+
+    y = np.array([[1.0], [0.0], [1.0], [0.0], [1.0], [0.0]])
+    p = np.array([[0.9], [0.2], [0.4], [0.6], [0.8], [0.1]])
+    at = threshold_metrics(y[:, 0], p[:, 0], 0.5)
+    assert set(at) == {"threshold", *COUNTS, *THRESHOLD_METRICS}
+    per_label = discrimination(y, p, np.ones_like(y), ["A"], n_resamples=20)["labels"]["A"]
+    assert set(RANKING_METRICS) <= set(per_label)
+
+
+def test_threshold_rules_are_the_rule_registry():
+    import numpy as np
+
+    from cxr_keras.core.result_names import THRESHOLD_RULES, check_decision_rule, rule_names
+    from cxr_keras.evaluation.operating_points import choose_thresholds
+
+    y = np.array([[1.0], [0.0], [1.0], [0.0]])
+    p = np.array([[0.9], [0.2], [0.4], [0.6]])
+    table, _ = choose_thresholds(y, p, np.ones_like(y), ["A"], min_sensitivity=0.9)
+    assert list(table) == rule_names(0.9) == ["youden", "f1_max", "sensitivity_0.9"]
+    assert all(check_decision_rule(name) == name for name in [*table, "default"])
+    assert {name.split("_0")[0] for name in table} | {"default"} == set(THRESHOLD_RULES)
+    for typo in ("yuoden", "sensitivity", "sensitivity_1.5", "f1"):
+        with pytest.raises(ValueError, match="one of default, youden, f1_max"):
+            check_decision_rule(typo)
+
+
+def test_evaluate_refuses_a_misspelt_decision_rule_before_loading_a_model(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "cxr_keras.evaluate", "--model", str(tmp_path / "none")),
+            *("--decision-rule", "yuoden"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "decision rule 'yuoden': one of default, youden, f1_max" in run.stderr
+    assert "artifact" not in run.stderr  # refused before looking for the model

@@ -175,7 +175,7 @@ def test_errors_name_the_problem(trained_artifact, tmp_path):
         (["--data", str(tmp_path / "nope.csv")], "no such file"),
         (["--min-sensitivity", "1.5"], "min-sensitivity"),
         (["--referral-band", "0.7"], "referral band"),
-        (["--decision-rule", "0.5"], "--decision-rule '0.5'"),
+        (["--decision-rule", "0.5"], "--decision-rule: decision rule '0.5': one of"),
     ):
         command = [sys.executable, "-m", "cxr_keras.evaluate", "--model", str(model), *argv]
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)

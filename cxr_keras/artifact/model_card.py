@@ -20,8 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxr_keras.artifact.store import CARD_FILE
+from cxr_keras.core.result_names import THRESHOLD_METRICS
 
 __all__ = ["CARD_FILE", "model_card", "write_model_card"]
+
+#: the rates at each stored threshold the card shows (titles: the metric registry)
+CARD_RATES = ("accuracy", "sensitivity", "specificity")
 
 STANDING_LIMITS = [
     "Validation images come from the same source as the training images (disjoint by "
@@ -162,17 +166,16 @@ def _results_section(meta: dict, labels: list[str]) -> list[str]:
         if rates:
             lines += [
                 "",
-                "| rule | label | threshold | accuracy | sensitivity | specificity |",
-                "|---|---|---|---|---|---|",
+                "| rule | label | threshold | "
+                + " | ".join(THRESHOLD_METRICS[key] for key in CARD_RATES)
+                + " |",
+                "|---|---|---|" + "---|" * len(CARD_RATES),
             ]
             for rule, per_label in rates.items():
                 for label in labels:
                     m = per_label.get(label) or {}
-                    lines.append(
-                        f"| {rule} | {label} | {_num(m.get('threshold'))} | "
-                        f"{_pct(m.get('accuracy'))} | {_pct(m.get('sensitivity'))} | "
-                        f"{_pct(m.get('specificity'))} |"
-                    )
+                    rates = " | ".join(_pct(m.get(key)) for key in CARD_RATES)
+                    lines.append(f"| {rule} | {label} | {_num(m.get('threshold'))} | {rates} |")
         if result.get("ece") is not None:
             lines += [
                 "",

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr_keras.core.result_names import COUNTS, THRESHOLD_METRICS
+
 __all__ = ["compare", "paired_auc_difference"]
 
 log = logging.getLogger("cxr_keras.compare")
-
-_RATES = ("accuracy", "precision", "sensitivity", "specificity", "f1")
 
 
 def paired_auc_difference(
@@ -102,14 +102,12 @@ def _model_row(name: str, artifact, metrics: dict, labels: list[str]) -> dict:
         per_label[label] = {
             "roc_auc": disc["roc_auc"],
             "roc_auc_ci": disc.get("roc_auc_ci"),
-            "at_0.5": {k: metrics["at_thresholds"]["default"][label][k] for k in _RATES},
+            "at_0.5": {k: metrics["at_thresholds"]["default"][label][k] for k in THRESHOLD_METRICS},
             "decision": {
                 "threshold": metrics["at_thresholds"][rule][label]["threshold"],
-                **{k: metrics["at_thresholds"][rule][label][k] for k in _RATES},
+                **{k: metrics["at_thresholds"][rule][label][k] for k in THRESHOLD_METRICS},
             },
-            "confusion": {
-                k: metrics["at_thresholds"][rule][label][k] for k in ("tp", "fp", "fn", "tn")
-            },
+            "confusion": {k: metrics["at_thresholds"][rule][label][k] for k in COUNTS},
         }
     model = artifact.meta.get("model", {})
     training = artifact.meta.get("training", {})
@@ -329,7 +327,7 @@ def compare(
     )
     report.heading("Metrics")
     header = ["label", "model", "ROC AUC", "95% CI", "at", "threshold"]
-    header += ["accuracy", "precision", "recall", "specificity", "F1"]  # the _RATES
+    header += list(THRESHOLD_METRICS.values())
     table = []
     for label in labels:
         for r in rows:
@@ -348,11 +346,11 @@ def compare(
                         ci_text,
                         at,
                         fmt(threshold),
-                        *(fmt(values[k]) for k in _RATES),
+                        *(fmt(values[k]) for k in THRESHOLD_METRICS),
                     ]
                 )
     report.table(header, [[fmt(v) for v in row] for row in table])
-    report.paragraph("Recall is sensitivity. 95% CIs: percentile bootstrap over patients.")
+    report.paragraph("95% CIs: percentile bootstrap over patients.")
     if differences:
         report.heading(f"ROC AUC difference from {names[0]} (paired)")
         report.table(

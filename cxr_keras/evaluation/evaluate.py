@@ -253,13 +253,13 @@ def evaluate(
     from cxr_keras.artifact.predictor import Predictor
     from cxr_keras.artifact.referral import check_rule, refer, rule_of
     from cxr_keras.artifact.store import Artifact, load_artifact
+    from cxr_keras.core.result_names import rule_names
     from cxr_keras.data.batching import label_arrays
     from cxr_keras.evaluation.frames import evaluation_frames
     from cxr_keras.evaluation.metrics import discrimination
     from cxr_keras.evaluation.operating_points import (
         bootstrap_estimate,
         choose_thresholds,
-        rule_names,
         threshold_stability,
     )
 

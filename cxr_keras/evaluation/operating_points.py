@@ -21,11 +21,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cxr_keras.core.result_names import rule_names
+
 __all__ = [
     "bootstrap_estimate",
     "choose_thresholds",
     "f1_max_threshold",
-    "rule_names",
     "sensitivity_threshold",
     "threshold_stability",
     "youden_threshold",
@@ -84,11 +85,6 @@ def bootstrap_estimate(rule: str, spread: dict) -> float:
         (0.75, 0.65)
     """
     return float(spread["low"] if rule.startswith("sensitivity_") else spread["median"])
-
-
-def rule_names(min_sensitivity: float) -> list[str]:
-    """The stored rules, in report order."""
-    return ["youden", "f1_max", f"sensitivity_{min_sensitivity:g}"]
 
 
 def choose_thresholds(

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from cxr_keras.core.result_names import COUNTS, THRESHOLD_METRICS
+
 __all__ = ["Report", "build_report", "fmt"]
 
 
@@ -197,15 +199,8 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
         "label",
         "rule",
         "threshold",
-        "accuracy",
-        "precision",
-        "sensitivity",
-        "specificity",
-        "F1",
-        "TP",
-        "FP",
-        "FN",
-        "TN",
+        *THRESHOLD_METRICS.values(),
+        *(count.upper() for count in COUNTS),
     ]
     rows = []
     for label in result["labels"]:
@@ -216,15 +211,8 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
                     label,
                     name + (" (decision)" if name == rule else ""),
                     m["threshold"],
-                    m["accuracy"],
-                    m["precision"],
-                    m["sensitivity"],
-                    m["specificity"],
-                    m["f1"],
-                    m["tp"],
-                    m["fp"],
-                    m["fn"],
-                    m["tn"],
+                    *(m[key] for key in THRESHOLD_METRICS),
+                    *(m[count] for count in COUNTS),
                 ]
             )
     report.table(header, rows)

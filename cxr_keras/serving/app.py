@@ -30,6 +30,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from cxr_keras.core.result_names import RANKING_METRICS
 from cxr_keras.serving.case_analysis import DEFAULT_MAX_MB
 
 __all__ = ["DISCLAIMER", "build_app", "model_card_markdown", "render_case"]
@@ -74,7 +75,8 @@ def model_card_markdown(artifact) -> str:
         ci = result.get("roc_auc_ci") or result.get("macro_roc_auc_ci")
         interval = f" [95% CI {ci[0]:.3f}–{ci[1]:.3f}]" if ci else ""
         images = f", {result['images']} images" if "images" in result else ""
-        lines.append(f"**Evaluation** on `{split}`: ROC AUC {auc:.3f}{interval}{images}")
+        title = RANKING_METRICS["roc_auc"]
+        lines.append(f"**Evaluation** on `{split}`: {title} {auc:.3f}{interval}{images}")
     return "  \n".join(lines)
 
 

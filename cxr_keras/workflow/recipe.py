@@ -43,6 +43,7 @@ import pandas as pd
 import yaml
 
 from cxr_keras.config import Config, load_config
+from cxr_keras.core.result_names import THRESHOLD_METRICS
 
 __all__ = ["recipe_config", "run_recipe"]
 
@@ -281,11 +282,7 @@ def _write_report(cfg: Config, run: dict, evaluation: dict, artifact, compared) 
                     f"{fmt(ci[0])}-{fmt(ci[1])}",
                     "0.5" if name == "default" else name,
                     fmt(m["threshold"]),
-                    fmt(m["accuracy"]),
-                    fmt(m["precision"]),
-                    fmt(m["sensitivity"]),
-                    fmt(m["specificity"]),
-                    fmt(m["f1"]),
+                    *(fmt(m[key]) for key in THRESHOLD_METRICS),
                 ]
             )
     report.table(
@@ -295,11 +292,7 @@ def _write_report(cfg: Config, run: dict, evaluation: dict, artifact, compared) 
             "95% CI",
             "at",
             "threshold",
-            "accuracy",
-            "precision",
-            "recall",
-            "specificity",
-            "F1",
+            *THRESHOLD_METRICS.values(),
         ],
         rows,
     )
