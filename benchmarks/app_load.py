@@ -46,7 +46,7 @@ def random_weights_artifact(folder: Path) -> Path:
     from cxr_keras.models.settings import ModelConfig
 
     spec = ImageSpec(size=224)
-    built = build_model(ModelConfig(backbone="custom_cnn"), spec, ["PNEUMONIA"], seed=0)
+    built = build_model(ModelConfig(backbone="custom_cnn"), spec=spec, labels=["PNEUMONIA"], seed=0)
     meta = {
         "name": "app-load-random-cnn",
         "labels": ["PNEUMONIA"],

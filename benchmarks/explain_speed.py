@@ -65,7 +65,7 @@ def main() -> None:
     print(f"{'backbone':<18}{'predict s':>11}{'+Grad-CAM s':>13}{'ratio':>7}{'2 passes':>10}")
     ratios = {}
     for name in args.backbones.split(","):
-        built = build_model(ModelConfig(backbone=name), spec, ["PNEUMONIA"])
+        built = build_model(ModelConfig(backbone=name), spec=spec, labels=["PNEUMONIA"])
         model = built.model
         explainer = GradCam(model, [built.feature_layer])
         predict = tf.function(lambda images, model=model: model(images, training=False))

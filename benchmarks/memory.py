@@ -49,7 +49,7 @@ def child(factor: int, size: int) -> dict:
     repeated = pd.concat([manifest] * factor, ignore_index=True)
     repeated.attrs = dict(manifest.attrs)
     ds = make_dataset(repeated, spec, batch_size=64, training=True, seed=0, cache="none")
-    model = build_model(ModelConfig(filters=[16, 32, 64]), spec, ["PNEUMONIA"]).model
+    model = build_model(ModelConfig(filters=[16, 32, 64]), spec=spec, labels=["PNEUMONIA"]).model
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=MaskedBinaryLoss())
     start = time.perf_counter()
     model.fit(ds, epochs=1, verbose=0)

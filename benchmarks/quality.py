@@ -46,7 +46,15 @@ def quality(model, data, split: str = "all", bootstrap: int = 1000, seed: int = 
     frame, logits = frame[decoded].reset_index(drop=True), logits[decoded]
     p = predictor.from_logits(logits).probabilities
     y, mask = label_arrays(frame, labels)
-    auc = discrimination(y, p, mask, labels, frame["patient_id"], bootstrap, seed)
+    auc = discrimination(
+        y,
+        p,
+        mask=mask,
+        labels=labels,
+        patient_ids=frame["patient_id"],
+        n_resamples=bootstrap,
+        seed=seed,
+    )
     out = {
         "model": str(artifact.path),
         "data": str(data),

@@ -101,7 +101,15 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
     )
     labels = cfg.data.labels if isinstance(cfg.data.labels, list) else ["PNEUMONIA"]
     labels = [*cfg.data.label_map] or labels
-    built = build_model(cfg.model, cfg.image, labels, cfg.augment, cfg.preprocess, cfg.seed, mixed)
+    built = build_model(
+        cfg.model,
+        spec=cfg.image,
+        labels=labels,
+        augment=cfg.augment,
+        preprocess=cfg.preprocess,
+        seed=cfg.seed,
+        mixed_precision=mixed,
+    )
     model = built.model
     batch = cfg.data.batch_size
     x = _films(cfg.image.size, batch)

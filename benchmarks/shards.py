@@ -73,7 +73,9 @@ def main() -> None:
     manifest = manifest.reset_index(drop=True).assign(split="train")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        write_shards(None, spec, Path(tmp) / "shards", args.shard_size, manifest=manifest)
+        write_shards(
+            None, spec, out=Path(tmp) / "shards", shard_size=args.shard_size, manifest=manifest
+        )
         written = time.perf_counter() - start
         sharded = prepare_data(DataConfig(source="shards", root=str(Path(tmp) / "shards")), spec)
         train = split_frame(sharded, "train")

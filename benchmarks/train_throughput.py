@@ -71,9 +71,9 @@ def _model(backbone: str, size: int, seed: int):
     filters = [16, 32, 64, 128] if backbone == "custom_cnn" else [32]
     built = build_model(
         ModelConfig(backbone=backbone, filters=filters),
-        ImageSpec(size=size),
-        ["PNEUMONIA"],
-        AugmentConfig(rotation=5, zoom=0.05),
+        spec=ImageSpec(size=size),
+        labels=["PNEUMONIA"],
+        augment=AugmentConfig(rotation=5, zoom=0.05),
         seed=seed,
     )
     built.model.compile(

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_keras.artifact.store import load_artifact
 
     artifact = load_artifact(args.model)
-    app = build_app(artifact, args.mc_passes, args.max_mb, args.examples)
+    app = build_app(artifact, mc_passes=args.mc_passes, max_mb=args.max_mb, examples=args.examples)
     log.info("model %s loaded; serving on http://%s:%d", artifact.path, args.host, args.port)
     app.queue(default_concurrency_limit=1).launch(
         server_name=args.host,

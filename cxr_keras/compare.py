@@ -46,7 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    result = compare(args.models, args.split, args.out, args.images, args.bootstrap, args.seed)
+    result = compare(
+        args.models,
+        split=args.split,
+        out=args.out,
+        images=args.images,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
     print(f"report: {result['report']}/report.md")
     return 0
 

@@ -91,16 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     result = evaluate(
         args.model,
-        args.data,
-        args.split,
-        args.out,
-        args.calibrate,
-        args.min_sensitivity,
-        args.decision_rule,
-        args.bootstrap,
-        args.seed,
-        args.update_model,
-        args.batch_size,
+        data=args.data,
+        split=args.split,
+        out=args.out,
+        calibrate=args.calibrate,
+        min_sensitivity=args.min_sensitivity,
+        decision_rule=args.decision_rule,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        update_model=args.update_model,
+        batch_size=args.batch_size,
         referral={
             key: value
             for key, value in (

@@ -52,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = explain(
         args.model,
         args.images,
-        args.label,
-        args.layers.split(",") if args.layers else None,
-        args.method,
-        args.out,
-        args.mc_passes,
+        labels=args.label,
+        layers=args.layers.split(",") if args.layers else None,
+        method=args.method,
+        out=args.out,
+        mc_passes=args.mc_passes,
         boxes=args.boxes,
         checks=args.checks,
     )

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        target = export_model(args.model, args.format, args.out, args.check)
+        target = export_model(args.model, args.format, out=args.out, check=args.check)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     document = predict(
-        args.model, args.paths, args.out, args.gradcam, args.mc_passes, args.batch_size
+        args.model,
+        args.paths,
+        out=args.out,
+        gradcam=args.gradcam,
+        mc_passes=args.mc_passes,
+        batch_size=args.batch_size,
     )
     for entry in document["files"]:
         probabilities = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     overrides = [*args.overrides, *([f"name={args.run_name}"] if args.run_name else [])]
-    run = run_recipe(args.config, overrides, args.smoke, args.overwrite)
+    run = run_recipe(args.config, overrides=overrides, smoke=args.smoke, overwrite=args.overwrite)
     print(json.dumps({"report": run["report"], "seconds": run["seconds"]}, indent=2))
     return 0
 

@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     from cxr_keras.data.shard_writer import write_shards
 
-    write_shards(cfg.data, cfg.image, args.out, args.shard_size, cfg.seed, progress=True)
+    write_shards(
+        cfg.data, cfg.image, out=args.out, shard_size=args.shard_size, seed=cfg.seed, progress=True
+    )
     return 0
 
 

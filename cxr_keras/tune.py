@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         result = tune_distributed(
             _without_options(argv),
             cfg,
-            args.workers,
-            args.overwrite,
+            workers=args.workers,
+            overwrite=args.overwrite,
         )
     else:
         result = tune(cfg, overwrite=args.overwrite)

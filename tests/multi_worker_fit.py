@@ -35,7 +35,9 @@ def main() -> None:
     ds = make_dataset(train, spec, batch_size=16, training=True, seed=1, cache="none", repeat=True)
     keras.utils.set_random_seed(1)
     with strategy.scope():
-        model = build_model(ModelConfig(filters=[4, 8]), spec, ["PNEUMONIA"], seed=1).model
+        model = build_model(
+            ModelConfig(filters=[4, 8]), spec=spec, labels=["PNEUMONIA"], seed=1
+        ).model
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=MaskedBinaryLoss())
     result: dict = {"replicas": strategy.num_replicas_in_sync}
     try:

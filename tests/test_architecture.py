@@ -83,7 +83,9 @@ def test_metric_names_are_the_registry_the_renderers_read():
     p = np.array([[0.9], [0.2], [0.4], [0.6], [0.8], [0.1]])
     at = threshold_metrics(y[:, 0], p[:, 0], 0.5)
     assert set(at) == {"threshold", *COUNTS, *THRESHOLD_METRICS}
-    per_label = discrimination(y, p, np.ones_like(y), ["A"], n_resamples=20)["labels"]["A"]
+    per_label = discrimination(y, p, mask=np.ones_like(y), labels=["A"], n_resamples=20)["labels"][
+        "A"
+    ]
     assert set(RANKING_METRICS) <= set(per_label)
 
 
@@ -95,7 +97,7 @@ def test_threshold_rules_are_the_rule_registry():
 
     y = np.array([[1.0], [0.0], [1.0], [0.0]])
     p = np.array([[0.9], [0.2], [0.4], [0.6]])
-    table, _ = choose_thresholds(y, p, np.ones_like(y), ["A"], min_sensitivity=0.9)
+    table, _ = choose_thresholds(y, p, mask=np.ones_like(y), labels=["A"], min_sensitivity=0.9)
     assert list(table) == rule_names(0.9) == ["youden", "f1_max", "sensitivity_0.9"]
     assert all(check_decision_rule(name) == name for name in [*table, "default"])
     assert {name.split("_0")[0] for name in table} | {"default"} == set(THRESHOLD_RULES)
@@ -120,3 +122,32 @@ def test_evaluate_refuses_a_misspelt_decision_rule_before_loading_a_model(tmp_pa
     assert run.returncode == 2
     assert "decision rule 'yuoden': one of default, youden, f1_max" in run.stderr
     assert "artifact" not in run.stderr  # refused before looking for the model
+
+
+def _signatures(path: Path):
+    """(name, positional, keyword-only) of the public functions and public methods of
+    public classes at the top of a module."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        members = [(node, "")] if isinstance(node, ast.FunctionDef) else []
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            members = [(m, f"{node.name}.") for m in node.body if isinstance(m, ast.FunctionDef)]
+        for function, owner in members:
+            if function.name.startswith("_"):
+                continue
+            args = function.args
+            positional = [
+                a.arg for a in args.posonlyargs + args.args if a.arg not in ("self", "cls")
+            ]
+            yield f"{owner}{function.name}", positional, [a.arg for a in args.kwonlyargs]
+
+
+def test_public_functions_take_their_later_parameters_by_keyword():
+    """More than three parameters: at most the first three positional (data arrays such
+    as ``y, p`` or ``model, images``), the rest keyword-only."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}{tuple(positional)}"
+        for path in sorted((ROOT / "cxr_keras").rglob("*.py"))
+        for name, positional, keywords in _signatures(path)
+        if len(positional) + len(keywords) > 3 and len(positional) > 3
+    ]
+    assert offenders == []

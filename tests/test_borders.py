@@ -23,7 +23,7 @@ TOP, BOTTOM, LEFT, RIGHT = 40, 25, 30, 18
 def film() -> np.ndarray:
     """The real radiograph as 8-bit gray, checked to have no frame of its own."""
     pixels = np.asarray(Image.open(REAL).convert("L"))
-    assert [int(v) for v in content_box(pixels[..., None], 1 / 255)] == [0, 0, *pixels.shape]
+    assert [int(v) for v in content_box(pixels[..., None], scale=1 / 255)] == [0, 0, *pixels.shape]
     return pixels
 
 
@@ -40,7 +40,7 @@ def padded(pixels: np.ndarray) -> np.ndarray:
 
 
 def test_content_box_finds_the_film_in_a_mixed_frame(film):
-    box = [int(v) for v in content_box(padded(film)[..., None], 1 / 255)]
+    box = [int(v) for v in content_box(padded(film)[..., None], scale=1 / 255)]
     assert box == [TOP, LEFT, *film.shape]
     cropped = np.asarray(crop_borders(padded(film)[..., None], 1 / 255))
     np.testing.assert_array_equal(cropped[..., 0], film)

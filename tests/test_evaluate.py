@@ -266,7 +266,16 @@ def test_sample_prediction_grid_draws_positives_and_colours_each_decision(monkey
     mask = np.ones_like(y)
     mask[5:, 1] = 0  # unknown: a decision on it is neither right nor wrong
     spec = ImageSpec(size=32)
-    sample_prediction_grid(df, y, p, mask, ["A", "B"], [0.5, 0.5], spec, tmp_path / "s.png")
+    sample_prediction_grid(
+        df,
+        y=y,
+        p=p,
+        mask=mask,
+        labels=["A", "B"],
+        thresholds=[0.5, 0.5],
+        spec=spec,
+        path=tmp_path / "s.png",
+    )
     captions, colors = drawn["captions"], drawn["colors"]
     assert len(captions) == SAMPLE_GRID and drawn["images"][0].shape == (32, 32, 1)
     assert sum("truth: A" in c for c in captions) == 4  # every positive image, as < half

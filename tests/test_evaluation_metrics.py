@@ -41,7 +41,7 @@ def scores():
 
 def test_aucs_match_scikit_learn_and_skip_masked_entries(scores):
     y, p, mask = scores
-    result = discrimination(y, p, mask, ["A", "B"], n_resamples=200, seed=1)
+    result = discrimination(y, p, mask=mask, labels=["A", "B"], n_resamples=200, seed=1)
     known = mask[:, 1] > 0
     assert result["labels"]["A"]["roc_auc"] == pytest.approx(roc_auc_score(y[:, 0], p[:, 0]))
     assert result["labels"]["B"]["roc_auc"] == pytest.approx(
@@ -60,7 +60,7 @@ def test_aucs_match_scikit_learn_and_skip_masked_entries(scores):
 def test_bootstrap_interval_matches_a_direct_resampling(scores):
     y, p, mask = scores
     groups = patient_groups(None, len(y))
-    ci = bootstrap_auc(y[:, :1], p[:, :1], mask[:, :1], groups, n_resamples=300, seed=3)
+    ci = bootstrap_auc(y[:, :1], p[:, :1], mask=mask[:, :1], groups=groups, n_resamples=300, seed=3)
     rng = np.random.default_rng(3)
     direct = []
     for _ in range(300):
@@ -81,8 +81,12 @@ def test_patient_bootstrap_differs_from_image_bootstrap():
     y = np.repeat(patient_y, 5)[:, None].astype(float)
     p = (np.repeat(patient_p, 5) + rng.normal(0, 0.01, size=200))[:, None]
     ids = np.repeat(np.arange(40), 5)
-    by_patient = discrimination(y, p, np.ones_like(y), ["A"], ids.tolist(), 400, seed=0)
-    by_image = discrimination(y, p, np.ones_like(y), ["A"], None, 400, seed=0)
+    by_patient = discrimination(
+        y, p, mask=np.ones_like(y), labels=["A"], patient_ids=ids.tolist(), n_resamples=400, seed=0
+    )
+    by_image = discrimination(
+        y, p, mask=np.ones_like(y), labels=["A"], patient_ids=None, n_resamples=400, seed=0
+    )
     assert by_patient["labels"]["A"]["roc_auc"] == by_image["labels"]["A"]["roc_auc"]
     width = {
         name: np.diff(r["labels"]["A"]["roc_auc_ci"])[0]
@@ -96,7 +100,7 @@ def test_patient_bootstrap_differs_from_image_bootstrap():
 def test_a_label_without_positives_is_undefined_not_zero():
     y = np.array([[0, 1], [0, 0], [0, 1], [0, 0]], dtype=float)
     p = np.array([[0.2, 0.9], [0.4, 0.1], [0.1, 0.8], [0.3, 0.3]])
-    result = discrimination(y, p, np.ones_like(y), ["Hernia", "Edema"], n_resamples=100)
+    result = discrimination(y, p, mask=np.ones_like(y), labels=["Hernia", "Edema"], n_resamples=100)
     assert result["labels"]["Hernia"]["roc_auc"] is None
     assert result["labels"]["Hernia"]["defined"] is False
     assert result["macro"]["over_labels"] == ["Edema"]
@@ -131,7 +135,7 @@ def test_youden_threshold_hand_worked():
 
 def test_sensitivity_rule_meets_its_target_on_the_data_it_was_chosen_on(scores):
     y, p, mask = scores
-    table, notes = choose_thresholds(y, p, mask, ["A", "B"], min_sensitivity=0.9)
+    table, notes = choose_thresholds(y, p, mask=mask, labels=["A", "B"], min_sensitivity=0.9)
     assert set(table) == {"youden", "f1_max", "sensitivity_0.9"} and notes == []
     for j, label in enumerate("AB"):
         known = mask[:, j] > 0
@@ -145,7 +149,9 @@ def test_sensitivity_rule_meets_its_target_on_the_data_it_was_chosen_on(scores):
 
 def test_single_class_label_falls_back_to_half_with_a_note():
     y = np.zeros((5, 1))
-    table, notes = choose_thresholds(y, np.linspace(0, 1, 5)[:, None], np.ones_like(y), ["X"])
+    table, notes = choose_thresholds(
+        y, np.linspace(0, 1, 5)[:, None], mask=np.ones_like(y), labels=["X"]
+    )
     assert table["youden"]["X"] == 0.5 and "X" in notes[0]
 
 
@@ -166,7 +172,7 @@ def test_temperature_scaling_fixes_an_over_confident_model():
     y = (rng.uniform(size=true_logits.shape) < sigmoid(true_logits)).astype(float)
     logits = 4.0 * true_logits  # deliberately over-confident
     mask = np.ones_like(y)
-    temperatures = fit_temperature(logits, y, mask)
+    temperatures = fit_temperature(logits, y, mask=mask)
     assert temperatures == pytest.approx([4.0, 4.0], rel=0.15)
     for j in range(2):
         before = negative_log_likelihood(logits[:, j], y[:, j])
@@ -179,7 +185,7 @@ def test_temperature_scaling_fixes_an_over_confident_model():
 
 def test_temperature_of_a_single_class_label_stays_one():
     logits = np.array([[2.0], [3.0], [1.0]])
-    assert fit_temperature(logits, np.ones_like(logits), np.ones_like(logits)) == [1.0]
+    assert fit_temperature(logits, np.ones_like(logits), mask=np.ones_like(logits)) == [1.0]
 
 
 def test_a_label_with_no_known_entries_has_counts_zero_and_rates_undefined():
@@ -196,14 +202,18 @@ def test_threshold_stability_narrows_with_more_validation_patients():
     def spread(n: int) -> dict:
         y = rng.integers(0, 2, n)
         p = np.clip(0.35 * y + rng.normal(0.3, 0.15, n), 0, 1)
-        return threshold_stability(y[:, None], p[:, None], np.ones((n, 1)), ["A"], seed=1)
+        return threshold_stability(
+            y[:, None], p[:, None], mask=np.ones((n, 1)), labels=["A"], seed=1
+        )
 
     small, large = spread(60), spread(2000)
     for rule in ("youden", "f1_max", "sensitivity_0.95"):
         assert large[rule]["A"]["width"] < small[rule]["A"]["width"]
         assert small[rule]["A"]["low"] <= small[rule]["A"]["median"] <= small[rule]["A"]["high"]
     # one class only: nothing to learn, the label is left out
-    constant = threshold_stability(np.ones((10, 1)), np.full((10, 1), 0.7), np.ones((10, 1)), ["A"])
+    constant = threshold_stability(
+        np.ones((10, 1)), np.full((10, 1), 0.7), mask=np.ones((10, 1)), labels=["A"]
+    )
     assert constant["youden"] == {}
 
 

@@ -120,7 +120,7 @@ def test_heatmap_back_on_the_original(mode):
     spec = ImageSpec(size=64, resize=mode)
     heat = np.zeros((64, 64), np.float32)
     heat[:, 32:] = 1.0  # the right half of the model input
-    original = to_original(heat, spec, 300, 200)
+    original = to_original(heat, spec, height=300, width=200)
     assert original.shape == (300, 200) and original.min() >= 0 and original.max() <= 1
     if mode == "crop":  # the model saw the central 200x200 square only
         assert original[:40].max() == 0 and original[-40:].max() == 0
@@ -150,8 +150,8 @@ def test_deletion_is_faster_with_a_faithful_map():
     faithful[8:16, 8:16] = 1.0
     wrong = np.zeros((32, 32))
     wrong[20:28, 20:28] = 1.0
-    good = deletion_insertion(predict, image, faithful, 0, steps=16)
-    bad = deletion_insertion(predict, image, wrong, 0, steps=16)
+    good = deletion_insertion(predict, image, faithful, label_index=0, steps=16)
+    bad = deletion_insertion(predict, image, wrong, label_index=0, steps=16)
     assert good["deletion_auc"] < 0.1 < 0.3 < bad["deletion_auc"]
     assert good["insertion_auc"] > bad["insertion_auc"]
     assert good["deletion"][0] == pytest.approx(1.0) and len(good["deletion"]) == 17
@@ -161,7 +161,7 @@ def test_randomised_weights_change_the_heatmaps(trained_artifact, films):
     _, x = films
     layer = trained_artifact.meta["model"]["feature_layer"]
     before = trained_artifact.model.get_weights()
-    results = randomization_check(trained_artifact.model, x, layer, 0, stages=3)
+    results = randomization_check(trained_artifact.model, x, layer=layer, label_index=0, stages=3)
     assert [r["randomized_layers"] for r in results] == sorted(
         r["randomized_layers"] for r in results
     )
@@ -174,14 +174,18 @@ def test_randomised_weights_change_the_heatmaps(trained_artifact, films):
 def test_mc_dropout_variance_comes_from_dropout_only(films):
     _, x = films
     spec = ImageSpec(size=64)
-    without = build_model(ModelConfig(filters=[4, 8], dropout=0.0), spec, ["A", "B"]).model
-    stats = mc_dropout(without, x, [1.0, 1.0], passes=5)
+    without = build_model(
+        ModelConfig(filters=[4, 8], dropout=0.0), spec=spec, labels=["A", "B"]
+    ).model
+    stats = mc_dropout(without, x, temperatures=[1.0, 1.0], passes=5)
     np.testing.assert_allclose(stats.std, 0.0, atol=1e-12)  # every pass the same
     # augmentation and BatchNorm stay in inference mode: the mean is the plain prediction
     plain = 1 / (1 + np.exp(-without.predict(x, verbose=0)))
     np.testing.assert_allclose(stats.mean, plain, atol=1e-5)
-    with_dropout = build_model(ModelConfig(filters=[4, 8], dropout=0.5), spec, ["A", "B"]).model
-    assert mc_dropout(with_dropout, x, [1.0, 1.0], passes=5).std.max() > 0
+    with_dropout = build_model(
+        ModelConfig(filters=[4, 8], dropout=0.5), spec=spec, labels=["A", "B"]
+    ).model
+    assert mc_dropout(with_dropout, x, temperatures=[1.0, 1.0], passes=5).std.max() > 0
     assert predictive_entropy(np.array([0.5]))[0] == pytest.approx(np.log(2))
 
 
@@ -193,7 +197,9 @@ def test_mc_dropout_runs_only_the_head_per_pass_with_the_same_statistics(films):
 
     _, x = films
     spec = ImageSpec(size=64)
-    model = build_model(ModelConfig(filters=[4, 8], dropout=0.5), spec, ["A", "B"], seed=3).model
+    model = build_model(
+        ModelConfig(filters=[4, 8], dropout=0.5), spec=spec, labels=["A", "B"], seed=3
+    ).model
     trunk, head = split_before(model, lambda layer: isinstance(layer, keras.layers.Dropout))
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in trunk.layers)
     np.testing.assert_allclose(
@@ -212,7 +218,9 @@ def test_mc_dropout_runs_only_the_head_per_pass_with_the_same_statistics(films):
 
 def test_referral_rule():
     p = np.array([[0.45, 0.95], [0.8, 0.2]])
-    flags = refer(p, [0.5, 0.5], np.array([[0.0, 0.3], [0.0, 0.0]]), {"band": 0.1, "max_std": 0.2})
+    flags = refer(
+        p, [0.5, 0.5], std=np.array([[0.0, 0.3], [0.0, 0.0]]), rule={"band": 0.1, "max_std": 0.2}
+    )
     assert flags.tolist() == [[True, True], [False, False]]
 
 
@@ -304,7 +312,7 @@ def test_gradcam_on_registry_backbones(backbone, films):
     _, x = films
     spec = ImageSpec(size=80)
     x80 = np.stack([keras.ops.convert_to_numpy(keras.ops.image.resize(i, (80, 80))) for i in x])
-    built = build_model(ModelConfig(backbone=backbone), spec, ["A", "B"])
+    built = build_model(ModelConfig(backbone=backbone), spec=spec, labels=["A", "B"])
     logits, maps = GradCam(built.model, [built.feature_layer])(x80[:2], [0, 1])
     heat = maps[built.feature_layer]
     assert heat.shape == (2, 2, 80, 80) and np.isfinite(heat).all() and heat.min() >= 0
@@ -315,8 +323,10 @@ def test_randomisation_reaches_frozen_layers_and_empty_maps_point_nowhere(films)
     from cxr_keras.models.build import set_trainable
 
     _, x = films
-    built = build_model(ModelConfig(filters=[4, 8]), ImageSpec(size=64), ["A"])
+    built = build_model(ModelConfig(filters=[4, 8]), spec=ImageSpec(size=64), labels=["A"])
     set_trainable(built, "backbone")  # only the head trains
-    stages = randomization_check(built.model, x[:2], built.feature_layer, 0, stages=2)
+    stages = randomization_check(
+        built.model, x[:2], layer=built.feature_layer, label_index=0, stages=2
+    )
     assert stages[-1]["down_to"] == "block1_conv1"  # the frozen backbone is randomised too
     assert not pointing_game(np.zeros((10, 10)), (0, 0, 3, 3))

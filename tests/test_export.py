@@ -21,7 +21,7 @@ from tests.conftest import REPO
 def test_export_matches_the_keras_model(fmt, trained_artifact, tmp_path):
     if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
         pytest.skip("the [export] extra (tf2onnx, onnx, onnxruntime) is not installed")
-    target = export_model(trained_artifact, fmt, tmp_path / fmt, check=4)
+    target = export_model(trained_artifact, fmt, out=tmp_path / fmt, check=4)
     sidecar = json.loads((tmp_path / fmt / SIDECAR).read_text())
     assert (
         sidecar["labels"] == ["PNEUMONIA"] and sidecar["output"]["temperature_and_sigmoid_applied"]

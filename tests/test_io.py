@@ -139,10 +139,12 @@ def test_resize_plan_extra_steps_and_graph_choice_change_nothing(resize, shape):
     image = rng.integers(0, 256, (*shape, 1)).astype(np.uint8)
     spec = ImageSpec(size=(96, 112), resize=resize)
     steps = resize_steps(*shape, spec)
-    own = prepare_image(image, spec, 1 / 255, steps).numpy()
+    own = prepare_image(image, spec, scale=1 / 255, steps=steps).numpy()
     assert own.shape == (96, 112, 1) and own.min() >= 0.0 and own.max() <= 1.0
-    np.testing.assert_array_equal(prepare_image(image, spec, 1 / 255, max(steps, 0) + 2), own)
-    np.testing.assert_array_equal(prepare_image(image, spec, 1 / 255, None), own)
+    np.testing.assert_array_equal(
+        prepare_image(image, spec, scale=1 / 255, steps=max(steps, 0) + 2), own
+    )
+    np.testing.assert_array_equal(prepare_image(image, spec, scale=1 / 255, steps=None), own)
 
 
 def test_pyramid_downscale_agrees_with_area_averaging():
@@ -152,7 +154,7 @@ def test_pyramid_downscale_agrees_with_area_averaging():
     for path in sample_files("nih")[:5]:  # 512 px films
         image = tf.io.decode_jpeg(tf.io.read_file(str(path)), channels=1)
         area = tf.image.resize(image, (224, 224), method="area").numpy() / 255
-        ours = prepare_image(image, spec, 1 / 255, resize_steps(512, 512, spec)).numpy()
+        ours = prepare_image(image, spec, scale=1 / 255, steps=resize_steps(512, 512, spec)).numpy()
         assert np.abs(ours - area).mean() < 0.005
 
 

@@ -41,7 +41,7 @@ def bn_momenta(model) -> set[float]:
 def test_every_backbone_builds_and_takes_a_training_step(backbone, real_batch):
     x, y = real_batch
     built = build_model(
-        ModelConfig(backbone=backbone, dense_units=8), ImageSpec(size=80), ["PNEUMONIA"]
+        ModelConfig(backbone=backbone, dense_units=8), spec=ImageSpec(size=80), labels=["PNEUMONIA"]
     )
     model = built.model
     assert model.output.shape == (None, 1) and model.get_layer("logits").dtype == "float32"
@@ -60,7 +60,7 @@ def test_every_backbone_builds_and_takes_a_training_step(backbone, real_batch):
 
 def test_freezing_counts(real_batch):
     built = build_model(
-        ModelConfig(backbone="resnet50", dense_units=8), ImageSpec(size=64), ["A", "B"]
+        ModelConfig(backbone="resnet50", dense_units=8), spec=ImageSpec(size=64), labels=["A", "B"]
     )
     everything = trainable_summary(built.model)
     assert everything["frozen_layers"] == 0
@@ -88,7 +88,9 @@ def test_freezing_counts(real_batch):
 
 def test_frozen_batchnorm_runs_in_inference_mode(real_batch):
     x, _ = real_batch
-    built = build_model(ModelConfig(filters=[4, 8], dropout=0.0), ImageSpec(size=80), ["A"])
+    built = build_model(
+        ModelConfig(filters=[4, 8], dropout=0.0), spec=ImageSpec(size=80), labels=["A"]
+    )
     set_trainable(built, "backbone")
     model = built.model
     # frozen BN layers use their moving statistics even when called in training mode
@@ -98,7 +100,7 @@ def test_frozen_batchnorm_runs_in_inference_mode(real_batch):
 def test_custom_cnn_without_normalization(real_batch):
     x, _ = real_batch
     cfg = ModelConfig(filters=[4, 8], dropout=0.0, normalization="none")
-    built = build_model(cfg, ImageSpec(size=80), ["A"])
+    built = build_model(cfg, spec=ImageSpec(size=80), labels=["A"])
     layers = built.model.layers
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers)
     assert built.model.get_layer("last_conv").use_bias and built.feature_layer == "last_conv_relu"
@@ -140,12 +142,14 @@ def test_imagenet_weights_offline_say_how_to_provide_them(monkeypatch):
     monkeypatch.setattr("keras.src.applications.mobilenet_v3.file_utils.get_file", offline)
     with pytest.raises(WeightsUnavailableError) as info:
         build_model(
-            ModelConfig(backbone="mobilenetv3small", weights="imagenet"), ImageSpec(size=64), ["A"]
+            ModelConfig(backbone="mobilenetv3small", weights="imagenet"),
+            spec=ImageSpec(size=64),
+            labels=["A"],
         )
     message = str(info.value)
     assert url in message and "~/.keras/models/" in message and "model.weights" in message
     with pytest.raises(ConfigError, match="has no ImageNet weights"):
-        build_model(ModelConfig(weights="imagenet"), ImageSpec(size=64), ["A"])
+        build_model(ModelConfig(weights="imagenet"), spec=ImageSpec(size=64), labels=["A"])
 
 
 def test_backbone_weights_from_a_local_file(tmp_path):
@@ -155,8 +159,8 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     source.save_weights(tmp_path / "backbone.weights.h5")
     built = build_model(
         ModelConfig(backbone="mobilenetv3small", weights=str(tmp_path / "backbone.weights.h5")),
-        ImageSpec(size=64),
-        ["A"],
+        spec=ImageSpec(size=64),
+        labels=["A"],
     )
     conv = [layer for layer in source.layers if layer.weights][1]
     np.testing.assert_array_equal(
@@ -166,7 +170,9 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     assert bn_momenta(built.model) == {0.999}
     with pytest.raises(ConfigError, match="neither none, imagenet nor an existing weights file"):
         build_model(
-            ModelConfig(backbone="mobilenetv3small", weights="nope.h5"), ImageSpec(size=64), ["A"]
+            ModelConfig(backbone="mobilenetv3small", weights="nope.h5"),
+            spec=ImageSpec(size=64),
+            labels=["A"],
         )
 
 
@@ -175,7 +181,9 @@ def test_from_scratch_batchnorm_follows_training_statistics(tmp_path):
     inference after 6 epochs on Kermany (validation AUC 0.5): capped at 0.99."""
     from cxr_keras.models.backbones import FROM_SCRATCH_BN_MOMENTUM
 
-    built = build_model(ModelConfig(backbone="mobilenetv3small"), ImageSpec(size=64), ["A"])
+    built = build_model(
+        ModelConfig(backbone="mobilenetv3small"), spec=ImageSpec(size=64), labels=["A"]
+    )
     assert bn_momenta(built.model) == {FROM_SCRATCH_BN_MOMENTUM}
     built.model.save(tmp_path / "m.keras")  # the momentum is part of the saved model
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
@@ -185,7 +193,7 @@ def test_from_scratch_batchnorm_follows_training_statistics(tmp_path):
 def test_mixed_precision_keeps_logits_float32(real_batch):
     x, _ = real_batch
     built = build_model(
-        ModelConfig(filters=[4, 8]), ImageSpec(size=80), ["A"], mixed_precision=True
+        ModelConfig(filters=[4, 8]), spec=ImageSpec(size=80), labels=["A"], mixed_precision=True
     )
     assert built.model.get_layer("last_conv").compute_dtype == "float16"
     assert built.model(x).dtype == "float32"
@@ -203,8 +211,8 @@ def test_a_local_weights_file_builds_the_network_imagenet_weights_build(monkeypa
         ModelConfig(
             backbone="efficientnetb0", weights=str(tmp_path / "efficientnetb0_notop.weights.h5")
         ),
-        ImageSpec(size=64),
-        ["A"],
+        spec=ImageSpec(size=64),
+        labels=["A"],
     ).model
 
     def downloaded(*args, **kwargs):  # the "imagenet" route, served from the same file
@@ -212,7 +220,9 @@ def test_a_local_weights_file_builds_the_network_imagenet_weights_build(monkeypa
 
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", downloaded)
     from_imagenet = build_model(
-        ModelConfig(backbone="efficientnetb0", weights="imagenet"), ImageSpec(size=64), ["A"]
+        ModelConfig(backbone="efficientnetb0", weights="imagenet"),
+        spec=ImageSpec(size=64),
+        labels=["A"],
     ).model
 
     def rescalings(model):
@@ -227,7 +237,7 @@ def test_a_local_weights_file_builds_the_network_imagenet_weights_build(monkeypa
 def test_transition_layer_maps_resnet50_features_to_1024_channels_before_lse(real_batch):
     x, _ = real_batch
     cfg = ModelConfig(backbone="resnet50", transition=1024, pooling="lse", freeze="backbone")
-    built = build_model(cfg, ImageSpec(size=80), ["A", "B"])
+    built = build_model(cfg, spec=ImageSpec(size=80), labels=["A", "B"])
     model = built.model
     transition = model.get_layer("transition")
     assert model.get_layer(built.feature_layer).output.shape[-1] == 2048

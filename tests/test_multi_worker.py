@@ -34,7 +34,7 @@ def two_workers(tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_worker")
     shards = out / "shards"
     data = DataConfig(source="folder", root="sample:kermany", split=SplitConfig(val=0.2))
-    write_shards(data, ImageSpec(size=32), shards, shard_size=40, seed=1)
+    write_shards(data, ImageSpec(size=32), out=shards, shard_size=40, seed=1)
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workers = []

@@ -95,6 +95,8 @@ def test_predict_cli(trained_artifact, inputs, tmp_path):
 
 def test_nothing_usable_exits_with_a_message(trained_artifact, tmp_path):
     (tmp_path / "empty.jpeg").write_bytes(b"")
-    document = predict(trained_artifact, [tmp_path / "empty.jpeg"], tmp_path / "out", mc_passes=0)
+    document = predict(
+        trained_artifact, [tmp_path / "empty.jpeg"], out=tmp_path / "out", mc_passes=0
+    )
     assert document["files"] == [] and document["problems"][0]["file"] == "empty.jpeg"
     assert pd.read_csv(tmp_path / "out" / "predictions.csv").empty

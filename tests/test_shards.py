@@ -25,7 +25,7 @@ DATA = DataConfig(source="folder", root="sample:kermany", split=SplitConfig(val=
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("shards") / "kermany"
-    index = write_shards(DATA, SPEC, out, shard_size=40, seed=3)
+    index = write_shards(DATA, SPEC, out=out, shard_size=40, seed=3)
     return out, index
 
 
@@ -103,7 +103,7 @@ def test_any_gfile_path_works(tmp_path):
     """TensorFlow's in-memory file system stands in for gs:// and s3://."""
     root = "ram://cxr-shards/kermany"
     data = DataConfig(source="folder", root="sample:kermany", split=SplitConfig(val=0.2))
-    write_shards(data, ImageSpec(size=32), root, shard_size=100)
+    write_shards(data, ImageSpec(size=32), out=root, shard_size=100)
     sharded = prepare_data(DataConfig(source="shards", root=root), ImageSpec(size=32))
     batch = next(iter(make_dataset(sharded, ImageSpec(size=32), batch_size=4)))
     assert tuple(batch[0].shape) == (4, 32, 32, 1)

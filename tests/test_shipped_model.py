@@ -98,7 +98,7 @@ def test_predict_and_explain_with_the_shipped_model(tmp_path):
         sample_path("kermany") / "PNEUMONIA" / "person1258_bacteria_3216.jpeg",
         sample_path("kermany") / "NORMAL" / "IM-0191-0001.jpeg",
     ]
-    document = predict(MODEL, films, tmp_path / "predict", gradcam=True, mc_passes=0)
+    document = predict(MODEL, films, out=tmp_path / "predict", gradcam=True, mc_passes=0)
     assert [e["decision"] for e in document["files"]] == ["PNEUMONIA", "negative"]
     summary = explain(MODEL, films[:1], out=tmp_path / "explain", mc_passes=0)
     explained = summary["images"][0]["explained"][0]

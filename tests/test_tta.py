@@ -73,6 +73,6 @@ def test_export_carries_the_views(tta_artifact, tmp_path, fmt):
 
     from cxr_keras.serving.export import SIDECAR, export_model
 
-    target = export_model(tta_artifact, fmt, tmp_path / fmt)
+    target = export_model(tta_artifact, fmt, out=tmp_path / fmt)
     sidecar = json.loads((target.parent / SIDECAR).read_text())
     assert sidecar["check"]["max_abs_probability_difference"] < 1e-4

@@ -8,7 +8,7 @@ present: the known entries are put into ``bins`` equal-width probability bins ov
 
 Example:
     >>> y = np.array([[0.0], [1.0], [1.0], [0.0]]); z = np.array([[-4.0], [4.0], [3.0], [2.0]])
-    >>> t = fit_temperature(z, y, np.ones_like(y))
+    >>> t = fit_temperature(z, y, mask=np.ones_like(y))
     >>> bool(t[0] > 1.0)  # over-confident logits are softened
     True
 """
@@ -89,7 +89,11 @@ def negative_log_likelihood(logits: np.ndarray, y: np.ndarray, temperature: floa
 
 
 def fit_temperature(
-    logits: np.ndarray, y: np.ndarray, mask: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)
+    logits: np.ndarray,
+    y: np.ndarray,
+    *,
+    mask: np.ndarray,
+    bounds: tuple[float, float] = (0.05, 20.0),
 ) -> list[float]:
     """One temperature per label minimising the validation NLL of its known entries
     (a bounded 1-D search over log T). A label whose known entries hold a single class

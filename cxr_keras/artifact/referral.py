@@ -6,7 +6,7 @@ standard deviation (:mod:`cxr_keras.explanation.uncertainty`) exceeds ``max_std`
 a stored rule, :data:`DEFAULT_RULE`.
 
 Example:
-    >>> refer(np.array([[0.52], [0.9]]), [0.5], None, {"band": 0.05, "max_std": 0.1})
+    >>> refer(np.array([[0.52], [0.9]]), [0.5], std=None, rule={"band": 0.05, "max_std": 0.1})
     array([[ True],
            [False]])
 """
@@ -40,7 +40,9 @@ def rule_of(meta: dict) -> dict:
     return {**DEFAULT_RULE, **(meta.get("referral") or {})}
 
 
-def refer(probabilities: np.ndarray, thresholds, std: np.ndarray | None, rule: dict) -> np.ndarray:
+def refer(
+    probabilities: np.ndarray, thresholds, *, std: np.ndarray | None, rule: dict
+) -> np.ndarray:
     """Boolean (n, labels): near the threshold, or too uncertain under MC dropout."""
     probabilities = np.asarray(probabilities, np.float64)
     flag = np.abs(probabilities - np.asarray(thresholds)) < float(rule["band"])
@@ -50,13 +52,16 @@ def refer(probabilities: np.ndarray, thresholds, std: np.ndarray | None, rule: d
 
 
 def referral_reasons(
-    labels: Sequence[str], probabilities, thresholds, std, rule: dict
+    labels: Sequence[str], probabilities, *, thresholds, std, rule: dict
 ) -> list[str]:
     """Why one image is referred (empty: not referred): labels near their threshold, or
     uncertain under MC dropout (``std`` per label, or None without MC dropout).
 
     Example:
-        >>> referral_reasons(["PNEUMONIA"], [0.52], [0.5], None, {"band": 0.05, "max_std": 0.1})
+        >>> referral_reasons(
+        ...     ["PNEUMONIA"], [0.52], thresholds=[0.5], std=None,
+        ...     rule={"band": 0.05, "max_std": 0.1}
+        ... )
         ['PNEUMONIA: probability 0.520 within 0.05 of its threshold 0.500']
     """
     reasons = []

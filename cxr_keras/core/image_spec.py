@@ -62,7 +62,7 @@ class ImageSpec:
             raise ConfigError(f"image.dicom_window: the width must be > 0, got {self.dicom_window}")
 
 
-def resize_target(height, width, spec: ImageSpec, xp):
+def resize_target(height, width, *, spec: ImageSpec, xp):
     """(source h, w, target h, w) of the one resize ``spec`` makes, in numpy or TF
     (``xp``) with the same float32 arithmetic, so both give the same sizes."""
     target_h, target_w = spec.size
@@ -104,7 +104,7 @@ def resize_steps(height: int, width: int, spec: ImageSpec) -> int:
         >>> resize_steps(2048, 2048, ImageSpec(size=224)), resize_steps(100, 80, ImageSpec())
         (3, 0)
     """
-    h, w, th, tw = (int(v) for v in resize_target(height, width, spec, NumpyOps))
+    h, w, th, tw = (int(v) for v in resize_target(height, width, spec=spec, xp=NumpyOps))
     if (h, w) == (th, tw):
         return -1
     steps = 0

@@ -30,6 +30,7 @@ def label_arrays(
 
 def labelled_batches(
     ds,
+    *,
     y: np.ndarray,
     w: np.ndarray,
     batch_size: int,

@@ -62,6 +62,7 @@ def _median(line):
 
 def content_box(
     image,
+    *,
     scale: float = 1.0,
     tolerance: float = BORDER_TOLERANCE,
     min_fraction: float = BORDER_MIN_FRACTION,
@@ -104,5 +105,5 @@ def crop_borders(image, scale: float = 1.0, **options):
         (50, 40, 1)
     """
     tf = _tf()
-    top, left, height, width = content_box(image, scale, **options)
+    top, left, height, width = content_box(image, scale=scale, **options)
     return tf.image.crop_to_bounding_box(image, top, left, height, width)

@@ -501,7 +501,7 @@ def model_input_fn(kinds, spec: ImageSpec, steps=None):
 
     def load(kind, path):
         image, scale = _decode_native(kind, path, spec)
-        return prepare_image(image, spec, scale, plan)
+        return prepare_image(image, spec, scale=scale, steps=plan)
 
     if len(kinds) == 1:
         return lambda path, index: load(kinds[0], path)
@@ -534,7 +534,7 @@ def _resize(image, size, steps: int | None):
     return tf.image.resize(image, size, method="bilinear")
 
 
-def prepare_image(image, spec: ImageSpec, scale: float = 1.0, steps: int | None = None):
+def prepare_image(image, spec: ImageSpec, *, scale: float = 1.0, steps: int | None = None):
     """Resize a (H, W, 1) image to the model input as ``spec`` says; float32 in [0, 1].
 
     ``image * scale`` must be in [0, 1] (an integer image with ``scale`` 1/255 or 1/65535,
@@ -560,7 +560,7 @@ def prepare_image(image, spec: ImageSpec, scale: float = 1.0, steps: int | None 
         )
     if spec.resize == "pad":
         shape = tf.shape(image)
-        _, _, new_h, new_w = resize_target(shape[0], shape[1], spec, tf)
+        _, _, new_h, new_w = resize_target(shape[0], shape[1], spec=spec, xp=tf)
         image = _resize(image, tf.stack([new_h, new_w]), steps)
         image = tf.image.pad_to_bounding_box(
             image, (target_h - new_h) // 2, (target_w - new_w) // 2, target_h, target_w
@@ -637,12 +637,14 @@ def read_image_and_input(
     steps = resize_steps(header.height, header.width, spec)
     if header.format == "dicom":
         original = decode_dicom(path, spec)[..., None]
-        return _film(original, spec)[0], prepare_image(original, spec, 1.0, steps).numpy()
+        return _film(original, spec)[0], prepare_image(
+            original, spec, scale=1.0, steps=steps
+        ).numpy()
     tf = _tf()
     with _decode_errors(path, header):
         image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
         original, _ = _film((tf.cast(image, tf.float32) * scale).numpy(), spec)
-        return original, prepare_image(image, spec, scale, steps).numpy()
+        return original, prepare_image(image, spec, scale=scale, steps=steps).numpy()
 
 
 def load_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.ndarray:
@@ -655,7 +657,9 @@ def load_image(path: str | os.PathLike, spec: ImageSpec | None = None) -> np.nda
     header = read_header(path, spec)
     steps = resize_steps(header.height, header.width, spec)
     if header.format == "dicom":
-        return prepare_image(decode_dicom(path, spec)[..., None], spec, 1.0, steps).numpy()
+        return prepare_image(
+            decode_dicom(path, spec)[..., None], spec, scale=1.0, steps=steps
+        ).numpy()
     with _decode_errors(path, header):
         image, scale = _decode_native(decoder_kind(header.format), str(path), spec)
-        return prepare_image(image, spec, scale, steps).numpy()
+        return prepare_image(image, spec, scale=scale, steps=steps).numpy()

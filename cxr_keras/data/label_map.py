@@ -18,7 +18,7 @@ Example:
     ...         {"path": "b", "Lung Opacity": 0, "Not Normal": 1},
     ...         {"path": "c", "Lung Opacity": 0, "Not Normal": 0}]
     >>> df = new_manifest(rows, ["Lung Opacity", "Not Normal"])
-    >>> mapped = map_labels(df, {"Abnormal": ["Lung Opacity", "Not Normal"]})
+    >>> mapped = map_labels(df, label_map={"Abnormal": ["Lung Opacity", "Not Normal"]})
     >>> mapped.attrs["labels"], mapped["Abnormal"].tolist()
     (['Abnormal'], [1.0, 1.0, 0.0])
     >>> map_labels(df, labels=["Lung Opacity"], exclude=["Not Normal"])["path"].tolist()
@@ -67,6 +67,7 @@ def source_labels(
 
 def map_labels(
     df: pd.DataFrame,
+    *,
     label_map: Mapping[str, Sequence[str]] | None = None,
     labels: Sequence[str] | None = None,
     exclude: Sequence[str] = (),

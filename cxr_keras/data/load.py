@@ -49,7 +49,7 @@ def load_manifest(data: DataConfig) -> pd.DataFrame:
     else:
         df = _load_roots(data, requested)
     if data.label_map or data.exclude:
-        df = map_labels(df, data.label_map, data.labels, data.exclude)
+        df = map_labels(df, label_map=data.label_map, labels=data.labels, exclude=data.exclude)
     return df
 
 
@@ -82,25 +82,25 @@ def _load_one(data: DataConfig, root: Path, labels: list[str] | None) -> pd.Data
     if data.source == "folder":
         return folder_source(
             root,
-            labels,
-            data.negative_classes,
-            data.patient_id_pattern,
-            data.patient_id_key,
-            data.patient_ids_per_split,
+            labels=labels,
+            negative_classes=data.negative_classes,
+            patient_id_pattern=data.patient_id_pattern,
+            patient_id_key=data.patient_id_key,
+            patient_ids_per_split=data.patient_ids_per_split,
         )
     if data.source == "csv":
         return csv_source(
             csv,
-            root,
-            labels,
-            data.path_column,
-            data.finding_column,
-            data.finding_separator,
-            data.patient_column,
-            data.view_column,
-            data.uncertain or "zeros",
-            data.blank,
-            data.patient_id_pattern,
+            root=root,
+            labels=labels,
+            path_column=data.path_column,
+            finding_column=data.finding_column,
+            finding_separator=data.finding_separator,
+            patient_column=data.patient_column,
+            view_column=data.view_column,
+            uncertain=data.uncertain or "zeros",
+            blank=data.blank,
+            patient_id_pattern=data.patient_id_pattern,
         )
     if data.source == "shards":
         return shard_source(data.root if "://" in str(data.root) else root, labels)
@@ -108,13 +108,13 @@ def _load_one(data: DataConfig, root: Path, labels: list[str] | None) -> pd.Data
         return dicom_source(
             root,
             csv,
-            data.id_column,
-            labels,
-            data.patient_column,
-            data.patient_id_key,
-            data.negative_classes,
-            data.uncertain or "zeros",
-            data.blank,
+            id_column=data.id_column,
+            labels=labels,
+            patient_column=data.patient_column,
+            patient_id_key=data.patient_id_key,
+            negative_classes=data.negative_classes,
+            uncertain=data.uncertain or "zeros",
+            blank=data.blank,
         )
     return _load_named(data, root, csv, labels)
 
@@ -139,7 +139,7 @@ def _load_named(
 
 
 def prepare_data(
-    data: DataConfig, spec: ImageSpec, seed: int = 42, progress: bool = False
+    data: DataConfig, spec: ImageSpec, *, seed: int = 42, progress: bool = False
 ) -> pd.DataFrame:
     """Load the configured source, verify its files, and split it by patient.
 

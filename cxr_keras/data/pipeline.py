@@ -234,7 +234,14 @@ def make_dataset(
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = labelled_batches(ds, y, w, batch_size, drop_remainder, training and label_mixing)
+    ds = labelled_batches(
+        ds,
+        y=y,
+        w=w,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+        label_mixing=training and label_mixing,
+    )
     return _one_thread_per_op(ds)
 
 

@@ -33,7 +33,7 @@ Example:
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
     >>> index = write_shards(DataConfig(source="folder", root="sample:kermany"),
-    ...                      ImageSpec(size=32), out, shard_size=100)  # doctest: +ELLIPSIS
+    ...                      ImageSpec(size=32), out=out, shard_size=100)  # doctest: +ELLIPSIS
     wrote ...
     >>> index["splits"]["train"]["images"] > 0, index["encoding"]
     (True, 'png16')
@@ -198,7 +198,14 @@ def shard_dataset(
         )
     if repeat:
         ds = ds.repeat()
-    return labelled_batches(ds, y, w, batch_size, drop_remainder, training and label_mixing)
+    return labelled_batches(
+        ds,
+        y=y,
+        w=w,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+        label_mixing=training and label_mixing,
+    )
 
 
 def _workers() -> int:

@@ -32,7 +32,7 @@ Example:
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
     >>> index = write_shards(DataConfig(source="folder", root="sample:kermany"),
-    ...                      ImageSpec(size=32), out, shard_size=100)  # doctest: +ELLIPSIS
+    ...                      ImageSpec(size=32), out=out, shard_size=100)  # doctest: +ELLIPSIS
     wrote ...
     >>> index["splits"]["train"]["images"] > 0, index["encoding"]
     (True, 'png16')
@@ -79,6 +79,7 @@ def _record(image: np.ndarray, row: int, labels: np.ndarray, mask: np.ndarray) -
 def write_shards(
     data,
     spec: ImageSpec,
+    *,
     out: str | os.PathLike,
     shard_size: int = 1000,
     seed: int = 42,

@@ -136,6 +136,7 @@ def _split_groups(root: Path) -> list[tuple[str | None, Path]]:
 
 def folder_source(
     root: str | os.PathLike,
+    *,
     labels: list[str] | None = None,
     negative_classes: Iterable[str] = ("NORMAL", NO_FINDING),
     patient_id_pattern: str | None = None,
@@ -219,6 +220,7 @@ def folder_source(
 
 def csv_source(
     csv: str | os.PathLike,
+    *,
     root: str | os.PathLike | None = None,
     labels: list[str] | None = None,
     path_column: str = "path",
@@ -401,6 +403,7 @@ def _labels_from_columns(
 def dicom_source(
     root: str | os.PathLike,
     csv: str | os.PathLike | None = None,
+    *,
     id_column: str | None = None,
     labels: list[str] | None = None,
     patient_column: str | None = None,
@@ -424,7 +427,13 @@ def dicom_source(
     if not root.is_dir():
         raise ValueError(f"{root}: DICOM folder not found")
     if csv is None:
-        return folder_source(root, labels, negative_classes, None, patient_id_key)
+        return folder_source(
+            root,
+            labels=labels,
+            negative_classes=negative_classes,
+            patient_id_pattern=None,
+            patient_id_key=patient_id_key,
+        )
     table = read_csv(Path(csv))
     if id_column is None or id_column not in table.columns:
         raise ValueError(

@@ -96,6 +96,7 @@ def _carve(
 
 def split_by_patient(
     manifest: pd.DataFrame,
+    *,
     val: float = 0.15,
     test: float = 0.0,
     seed: int = 42,
@@ -149,8 +150,10 @@ def assign_splits(
             "every image (no train/val/test folders or split column)"
         )
     if cfg.method == "patient" or not has_column:
-        out = split_by_patient(manifest, cfg.val, cfg.test, seed, cfg.stratify)
-        return thin_train(out, cfg.train_fraction, seed, cfg.stratify)
+        out = split_by_patient(
+            manifest, val=cfg.val, test=cfg.test, seed=seed, stratify=cfg.stratify
+        )
+        return thin_train(out, fraction=cfg.train_fraction, seed=seed, stratify=cfg.stratify)
     out = manifest.copy()
     out.attrs = dict(manifest.attrs)
     out["split"] = (
@@ -168,10 +171,10 @@ def assign_splits(
                 "source has no %s split: carved %d images of its train patients", name, len(moved)
             )
     check_patient_disjoint(out)
-    return thin_train(out, cfg.train_fraction, seed, cfg.stratify)
+    return thin_train(out, fraction=cfg.train_fraction, seed=seed, stratify=cfg.stratify)
 
 
-def thin_train(manifest: pd.DataFrame, fraction: float, seed: int = 42, stratify: bool = True):
+def thin_train(manifest: pd.DataFrame, *, fraction: float, seed: int = 42, stratify: bool = True):
     """Keep ``fraction`` of the training patients (all their images), stratified like the
     splits; val and test rows are untouched. The dropped count is noted in ``attrs``.
 
@@ -179,7 +182,7 @@ def thin_train(manifest: pd.DataFrame, fraction: float, seed: int = 42, stratify
         >>> from cxr_keras.data.sources import folder_source
         >>> from cxr_keras.sample_data import sample_path
         >>> df = assign_splits(folder_source(sample_path("kermany")), SplitConfig(val=0.2))
-        >>> half = thin_train(df, 0.5)
+        >>> half = thin_train(df, fraction=0.5)
         >>> kept = (half["split"] == "train").sum() / (df["split"] == "train").sum()
         >>> bool(0.4 < kept < 0.6)
         True

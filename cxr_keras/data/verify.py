@@ -39,6 +39,7 @@ def _format_or_none(path: str) -> str | None:
 def verify_files(
     manifest: pd.DataFrame,
     spec: ImageSpec | None = None,
+    *,
     mode: str = "header",
     workers: int = 8,
     progress: bool = False,

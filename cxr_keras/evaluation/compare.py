@@ -38,6 +38,7 @@ def paired_auc_difference(
     y: np.ndarray,
     p_a: np.ndarray,
     p_b: np.ndarray,
+    *,
     patient_ids=None,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -162,14 +163,14 @@ def _heatmaps_side_by_side(artifacts, names, paths, labels, probabilities, truth
     maps = []  # per model: (films, len(wanted), h, w) at its default layer
     for artifact in artifacts:
         x = np.stack([load_image(path, artifact.image_spec) for _, path in paths])
-        heat = gradcam(artifact, x, [labels[j] for j in wanted])
+        heat = gradcam(artifact, x, label=[labels[j] for j in wanted])
         maps.append(next(iter(heat.maps.values())))
     figures = []
     for k, ((i, path), j) in enumerate(zip(paths, targets, strict=True)):
         film, _ = read_film(path, artifacts[0].image_spec)
         height, width = film.shape[:2]
         panels = [
-            to_original(m[k, wanted.index(j)], a.image_spec, height, width)
+            to_original(m[k, wanted.index(j)], a.image_spec, height=height, width=width)
             for m, a in zip(maps, artifacts, strict=True)
         ]
         titles = [f"{name}: p = {probabilities[name][i, j]:.3f}" for name in names]
@@ -178,9 +179,9 @@ def _heatmaps_side_by_side(artifacts, names, paths, labels, probabilities, truth
             save_overlay(
                 film,
                 panels,
-                titles,
-                out / f"gradcam_{k:02d}_{Path(path).stem[:40]}.png",
-                f"{labels[j]} (truth: {truth_text}) - {Path(path).name}",
+                titles=titles,
+                path=out / f"gradcam_{k:02d}_{Path(path).stem[:40]}.png",
+                suptitle=f"{labels[j]} (truth: {truth_text}) - {Path(path).name}",
             )
         )
     return figures
@@ -188,6 +189,7 @@ def _heatmaps_side_by_side(artifacts, names, paths, labels, probabilities, truth
 
 def compare(
     models,
+    *,
     split: str = "test",
     out: str | os.PathLike | None = None,
     images: int = 4,
@@ -248,15 +250,17 @@ def compare(
                 y[known, j],
                 probabilities[names[0]][known, j],
                 probabilities[name][known, j],
-                None if patients is None else np.asarray(patients, dtype=object)[known],
-                bootstrap,
-                seed,
+                patient_ids=None if patients is None else np.asarray(patients, dtype=object)[known],
+                n_resamples=bootstrap,
+                seed=seed,
             )
 
     out = Path(out) if out else Path("runs") / "compare" / "_vs_".join(names)
     fig_dir = out / "figures"
     figures = {
-        "roc": plots.roc_comparison(y, probabilities, mask, labels, fig_dir / "roc.png"),
+        "roc": plots.roc_comparison(
+            y, probabilities, mask=mask, labels=labels, path=fig_dir / "roc.png"
+        ),
         "confusion": {
             label: plots.confusion_matrices(
                 {

@@ -57,7 +57,9 @@ def summarize(cfg: Config, out_dir: Path | None = None, grid_columns: int = 8) -
     train = split_frame(manifest, "train")
     figures = {}
     if len(train) and grid_columns > 0:
-        grid = augmentation_grid(cfg, train, out_dir / "augmentation_grid.png", grid_columns)
+        grid = augmentation_grid(
+            cfg, train, path=out_dir / "augmentation_grid.png", columns=grid_columns
+        )
         figures["augmentation_grid"] = grid
         print(f"augmentation grid: {grid}")
     labels = manifest_labels(manifest)
@@ -108,7 +110,7 @@ def _write_summary(summary: dict, text: str, manifest: pd.DataFrame, out_dir: Pa
     skipped_files(manifest).to_csv(out_dir / "skipped.csv", index=False)
 
 
-def augmentation_grid(cfg: Config, train: pd.DataFrame, path: Path, columns: int = 8) -> str:
+def augmentation_grid(cfg: Config, train: pd.DataFrame, *, path: Path, columns: int = 8) -> str:
     """Save training images as the model sees them: the input, then two augmented draws
     (in-model augmentation and contrast preprocessing), and a MixUp/CutMix row if on."""
     import tensorflow as tf
@@ -158,5 +160,9 @@ def augmentation_grid(cfg: Config, train: pd.DataFrame, path: Path, columns: int
         for row in np.asarray(y)
     ]
     return image_grid(
-        rows, names, titles, path, title=f"{cfg.name}: training images as the model sees them"
+        rows,
+        row_titles=names,
+        column_titles=titles,
+        path=path,
+        title=f"{cfg.name}: training images as the model sees them",
     )

@@ -156,7 +156,7 @@ def _grid_films(df, rows, spec) -> dict[int, np.ndarray]:
     return films
 
 
-def _confident_errors(df, y, p, mask, labels, thresholds, spec, path) -> str:
+def _confident_errors(df, *, y, p, mask, labels, thresholds, spec, path) -> str:
     """The grid of the most confident wrong decisions at the decision thresholds."""
     from cxr_keras.evaluation.plots import confident_errors
 
@@ -178,7 +178,7 @@ def _confident_errors(df, y, p, mask, labels, thresholds, spec, path) -> str:
     return confident_errors(images, captions, path)
 
 
-def sample_prediction_grid(df, y, p, mask, labels, thresholds, spec, path, seed: int = 0) -> str:
+def sample_prediction_grid(df, *, y, p, mask, labels, thresholds, spec, path, seed: int = 0) -> str:
     """A grid of randomly drawn images (half with a positive label where there are) with
     the truth and the decision: green where every known label is decided right, red
     where one is not."""
@@ -215,11 +215,12 @@ def sample_prediction_grid(df, y, p, mask, labels, thresholds, spec, path, seed:
         images.append(films[i])
         captions.append(f"{text}\n{Path(df['path'][i]).name[:22]}")
         colors.append("tab:green" if right else "tab:red")
-    return captioned_grid(images, captions, path, colors=colors, empty="no images")
+    return captioned_grid(images, captions, path=path, colors=colors, empty="no images")
 
 
 def evaluate(
     model,
+    *,
     data=None,
     split: str = "test",
     out: str | os.PathLike | None = None,
@@ -296,7 +297,7 @@ def evaluate(
         val_logits, val, _ = _logits(predictor, val, batch_size, "validation split")
         val_y, val_mask = label_arrays(val, labels)
         if calibrate:
-            temperatures = fit_temperature(val_logits, val_y, val_mask)
+            temperatures = fit_temperature(val_logits, val_y, mask=val_mask)
             val_nll = {
                 "before": negative_log_likelihood(val_logits[val_mask > 0], val_y[val_mask > 0]),
                 "after": negative_log_likelihood(
@@ -304,11 +305,19 @@ def evaluate(
                 ),
             }
         val_p = sigmoid(val_logits / np.asarray(temperatures))
-        chosen, threshold_notes = choose_thresholds(val_y, val_p, val_mask, labels, min_sensitivity)
+        chosen, threshold_notes = choose_thresholds(
+            val_y, val_p, mask=val_mask, labels=labels, min_sensitivity=min_sensitivity
+        )
         notes += threshold_notes
         val_patients = val["patient_id"].tolist() if "patient_id" in val else None
         stability = threshold_stability(
-            val_y, val_p, val_mask, labels, val_patients, min_sensitivity, seed=seed
+            val_y,
+            val_p,
+            mask=val_mask,
+            labels=labels,
+            patient_ids=val_patients,
+            min_sensitivity=min_sensitivity,
+            seed=seed,
         )
         if threshold_estimate == "bootstrap":
             for rule in rules:
@@ -366,13 +375,19 @@ def evaluate(
         "threshold_stability": stability,
         "decision_rule": decision_rule,
         "discrimination": discrimination(
-            y, probabilities, mask, labels, patient_ids, bootstrap, seed
+            y,
+            probabilities,
+            mask=mask,
+            labels=labels,
+            patient_ids=patient_ids,
+            n_resamples=bootstrap,
+            seed=seed,
         ),
         "at_thresholds": _threshold_table(y, probabilities, mask, labels, thresholds),
         "calibration": {"uncalibrated": _calibration(y, uncalibrated, mask)},
         "notes": notes,
     }
-    near = refer(probabilities, thresholds[decision_rule], None, referral_rule)
+    near = refer(probabilities, thresholds[decision_rule], std=None, rule=referral_rule)
     result["referral"] = {
         "rule": referral_rule,
         "near_threshold_images": int(near.any(axis=1).sum()),
@@ -392,7 +407,13 @@ def evaluate(
             rows = np.flatnonzero((values == value).to_numpy())
             ids = [patient_ids[i] for i in rows] if patient_ids else None
             block = discrimination(
-                y[rows], probabilities[rows], mask[rows], labels, ids, subgroup_bootstrap, seed
+                y[rows],
+                probabilities[rows],
+                mask=mask[rows],
+                labels=labels,
+                patient_ids=ids,
+                n_resamples=subgroup_bootstrap,
+                seed=seed,
             )
             subgroups[name][value] = {"images": len(rows), **block}
     result["subgroups"] = subgroups
@@ -493,19 +514,33 @@ def _figures(result, artifact, df, y, mask, probabilities, uncalibrated, out: Pa
         reliability["temperature-scaled"] = probabilities
     files = {
         "roc_pr": figures.roc_pr_curves(
-            y, probabilities, mask, labels, shown or thresholds, fig_dir / "roc_pr.png"
+            y,
+            probabilities,
+            mask=mask,
+            labels=labels,
+            thresholds=shown or thresholds,
+            path=fig_dir / "roc_pr.png",
         ),
         "confusion": figures.confusion_matrices(
             result["at_thresholds"][rule], rule, fig_dir / "confusion.png"
         ),
         "reliability": figures.reliability_diagram(
-            y, reliability, mask, fig_dir / "reliability.png"
+            y, reliability, mask=mask, path=fig_dir / "reliability.png"
         ),
     }
     # the two film grids take the same arguments: the decisions at the decision rule
-    decided = (df, y, probabilities, mask, labels, thresholds[rule], artifact.image_spec)
-    files["errors"] = _confident_errors(*decided, fig_dir / "confident_errors.png")
-    files["samples"] = sample_prediction_grid(*decided, fig_dir / "sample_predictions.png")
+    decided = {
+        "y": y,
+        "p": probabilities,
+        "mask": mask,
+        "labels": labels,
+        "thresholds": thresholds[rule],
+        "spec": artifact.image_spec,
+    }
+    files["errors"] = _confident_errors(df, **decided, path=fig_dir / "confident_errors.png")
+    files["samples"] = sample_prediction_grid(
+        df, **decided, path=fig_dir / "sample_predictions.png"
+    )
     history = (artifact.meta.get("training") or {}).get("history") or []
     if history:
         monitor = artifact.meta["training"].get("monitor") or "val_loss"

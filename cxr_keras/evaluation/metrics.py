@@ -100,6 +100,7 @@ def _macro(values: Sequence[float | None], defined: Sequence[bool]) -> float | N
 def bootstrap_auc(
     y: np.ndarray,
     p: np.ndarray,
+    *,
     mask: np.ndarray,
     groups: list[np.ndarray],
     n_resamples: int = 1000,
@@ -149,6 +150,7 @@ def bootstrap_auc(
 def discrimination(
     y: np.ndarray,
     p: np.ndarray,
+    *,
     mask: np.ndarray,
     labels: Sequence[str],
     patient_ids: Sequence | None = None,
@@ -161,7 +163,7 @@ def discrimination(
     rows = np.arange(len(y))
     rocs, prs, micro_roc, micro_pr = _aucs(y, p, mask, rows)
     groups = patient_groups(patient_ids, len(y))
-    ci = bootstrap_auc(y, p, mask, groups, n_resamples, seed)
+    ci = bootstrap_auc(y, p, mask=mask, groups=groups, n_resamples=n_resamples, seed=seed)
     defined = [r is not None for r in rocs]
 
     def entry(key, roc, pr, extra):

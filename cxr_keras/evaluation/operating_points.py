@@ -90,6 +90,7 @@ def bootstrap_estimate(rule: str, spread: dict) -> float:
 def choose_thresholds(
     y: np.ndarray,
     p: np.ndarray,
+    *,
     mask: np.ndarray,
     labels: Sequence[str],
     min_sensitivity: float = 0.95,
@@ -122,6 +123,7 @@ def choose_thresholds(
 def threshold_stability(
     y: np.ndarray,
     p: np.ndarray,
+    *,
     mask: np.ndarray,
     labels: Sequence[str],
     patient_ids: Sequence | None = None,
@@ -138,7 +140,9 @@ def threshold_stability(
     Example:
         >>> rng = np.random.default_rng(0); y = rng.integers(0, 2, 200)
         >>> p = np.clip(0.3 * y + rng.normal(0.35, 0.15, 200), 0, 1)
-        >>> spread = threshold_stability(y[:, None], p[:, None], np.ones((200, 1)), ["A"])
+        >>> spread = threshold_stability(
+        ...     y[:, None], p[:, None], mask=np.ones((200, 1)), labels=["A"]
+        ... )
         >>> s = spread["youden"]["A"]; bool(s["low"] <= s["median"] <= s["high"])
         True
     """

@@ -6,11 +6,14 @@ Example:
     >>> import numpy as np, tempfile, os
     >>> rows = [np.zeros((2, 32, 32, 1)), np.ones((2, 32, 32, 1))]
     >>> path = os.path.join(tempfile.mkdtemp(), "grid.png")
-    >>> image_grid(rows, ["original", "augmented"], ["a", "b"], path).endswith("grid.png")
+    >>> titles = {"row_titles": ["original", "augmented"], "column_titles": ["a", "b"]}
+    >>> image_grid(rows, **titles, path=path).endswith("grid.png")
     True
     >>> y = np.array([[0], [1], [1], [0]]); p = np.array([[0.2], [0.7], [0.9], [0.4]])
     >>> out = os.path.join(tempfile.mkdtemp(), "roc.png")
-    >>> roc_pr_curves(y, p, np.ones_like(y), ["A"], {"youden": [0.7]}, out).endswith(".png")
+    >>> roc_pr_curves(
+    ...     y, p, mask=np.ones_like(y), labels=["A"], thresholds={"youden": [0.7]}, path=out
+    ... ).endswith(".png")
     True
 """
 
@@ -41,6 +44,7 @@ __all__ = [
 
 def image_grid(
     rows: Sequence[np.ndarray],
+    *,
     row_titles: Sequence[str],
     column_titles: Sequence[str],
     path: str | os.PathLike,
@@ -78,6 +82,7 @@ def _grid(n: int, max_columns: int = 4) -> tuple[int, int]:
 def roc_pr_curves(
     y: np.ndarray,
     p: np.ndarray,
+    *,
     mask: np.ndarray,
     labels: Sequence[str],
     thresholds: dict[str, Sequence[float]],
@@ -133,6 +138,7 @@ def roc_pr_curves(
 def roc_comparison(
     y: np.ndarray,
     probabilities: dict[str, np.ndarray],
+    *,
     mask: np.ndarray,
     labels: Sequence[str],
     path: str | os.PathLike,
@@ -190,6 +196,7 @@ def confusion_matrices(matrices: dict[str, dict], rule: str, path: str | os.Path
 def reliability_diagram(
     y: np.ndarray,
     probabilities: dict[str, np.ndarray],
+    *,
     mask: np.ndarray,
     path: str | os.PathLike,
     bins: int = 15,
@@ -245,6 +252,7 @@ def training_curves(history: Sequence[dict], monitor: str, path: str | os.PathLi
 def captioned_grid(
     images: Sequence[np.ndarray],
     captions: Sequence[str],
+    *,
     path: str | os.PathLike,
     colors: Sequence[str] | None = None,
     empty: str = "no images",
@@ -269,7 +277,7 @@ def confident_errors(
     images: Sequence[np.ndarray], captions: Sequence[str], path: str | os.PathLike
 ) -> str:
     """A grid of images (H, W, 1) in [0, 1], each with its caption."""
-    return captioned_grid(images, captions, path, empty="no errors")
+    return captioned_grid(images, captions, path=path, empty="no errors")
 
 
 def co_occurrence_heatmap(matrix, path: str | os.PathLike, title: str) -> str:

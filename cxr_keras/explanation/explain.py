@@ -93,6 +93,7 @@ def _aggregate(images: list[dict]) -> dict:
 def explain(
     model,
     images: Sequence[str | os.PathLike],
+    *,
     labels: Sequence[str] | None = None,
     layers: Sequence[str] | None = None,
     method: str = "gradcam",
@@ -164,9 +165,13 @@ def explain(
         if artifact.tta:  # the answer averages the test-time views
             logits = predictor.logits(x)
         answers = predictor.from_logits(logits)
-        mc = mc_dropout(network, x, predictor.temperatures, passes) if passes > 1 else None
+        mc = (
+            mc_dropout(network, x, temperatures=predictor.temperatures, passes=passes)
+            if passes > 1
+            else None
+        )
         flags = refer(
-            answers.probabilities, answers.thresholds, None if mc is None else mc.std, rule
+            answers.probabilities, answers.thresholds, std=None if mc is None else mc.std, rule=rule
         )
         for i, (path, _) in enumerate(chunk):
             probs = answers.probabilities[i]
@@ -202,7 +207,12 @@ def explain(
             for name in chosen:
                 j = names.index(name)
                 full = [
-                    to_original(maps[layer][i, j], artifact.image_spec, *original.shape[:2])
+                    to_original(
+                        maps[layer][i, j],
+                        artifact.image_spec,
+                        height=original.shape[0],
+                        width=original.shape[1],
+                    )
                     for layer in layers
                 ]
                 decided = "positive" if answers.decisions[i, j] else "below threshold"
@@ -214,9 +224,9 @@ def explain(
                 png = save_overlay(
                     original,
                     full,
-                    [f"{method} @ {layer}" for layer in layers],
-                    out / f"{stem}_{name}.png",
-                    title,
+                    titles=[f"{method} @ {layer}" for layer in layers],
+                    path=out / f"{stem}_{name}.png",
+                    suptitle=title,
                 )
                 arrays = {}
                 for layer, heat in zip(layers, full, strict=True):
@@ -238,7 +248,7 @@ def explain(
                         lambda images: predictor.predict(images).probabilities,
                         x[i],
                         maps[layers[-1]][i, j],
-                        j,
+                        label_index=j,
                     )
                 entry["explained"].append(explained)
             summary["images"].append(entry)
@@ -249,7 +259,9 @@ def explain(
                 "label": names[target],
                 "layer": layers[-1],
                 "images": len(chunk),
-                "stages": randomization_check(network, x, layers[-1], target, method),
+                "stages": randomization_check(
+                    network, x, layer=layers[-1], label_index=target, method=method
+                ),
             }
     summary.update(_aggregate(summary["images"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

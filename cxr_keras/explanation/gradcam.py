@@ -121,6 +121,7 @@ class GradCam:
 def gradcam(
     artifact,
     images: np.ndarray,
+    *,
     label: str | Sequence[str] | None = None,
     layers: Sequence[str] | None = None,
     method: str = "gradcam",

@@ -7,7 +7,8 @@ back on the central square (zero outside, where the model saw nothing).
 
 Example:
     >>> from cxr_keras.config import ImageSpec
-    >>> to_original(np.ones((64, 64)), ImageSpec(size=64, resize="crop"), 100, 80).shape
+    >>> to_original(np.ones((64, 64)), ImageSpec(size=64, resize="crop"), height=100,
+    ...             width=80).shape
     (100, 80)
 """
 
@@ -32,14 +33,14 @@ def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(array.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def to_original(heatmap: np.ndarray, spec: ImageSpec, height: int, width: int) -> np.ndarray:
+def to_original(heatmap: np.ndarray, spec: ImageSpec, *, height: int, width: int) -> np.ndarray:
     """A model-input-size heatmap (h, w) as a map over the original (height, width)."""
     from cxr_keras.core.image_spec import NumpyOps, resize_target
 
     heatmap = np.asarray(heatmap, np.float32)
     target_h, target_w = spec.size
     if spec.resize == "pad":
-        _, _, new_h, new_w = (int(v) for v in resize_target(height, width, spec, NumpyOps))
+        _, _, new_h, new_w = (int(v) for v in resize_target(height, width, spec=spec, xp=NumpyOps))
         top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
         return np.clip(
             _resize(heatmap[top : top + new_h, left : left + new_w], height, width), 0, 1
@@ -56,6 +57,7 @@ def to_original(heatmap: np.ndarray, spec: ImageSpec, height: int, width: int) -
 def save_overlay(
     original: np.ndarray,
     heatmaps: Sequence[np.ndarray],
+    *,
     titles: Sequence[str],
     path: str | os.PathLike,
     suptitle: str,
@@ -93,6 +95,7 @@ def save_overlay(
 def blend(
     original: np.ndarray,
     heatmap: np.ndarray,
+    *,
     alpha: float = 0.45,
     colormap: str = "jet",
     max_side: int = MAX_DISPLAY,

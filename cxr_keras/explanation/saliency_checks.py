@@ -59,7 +59,7 @@ def _blurred(image: np.ndarray) -> np.ndarray:
 
 
 def deletion_insertion(
-    predict, image: np.ndarray, heatmap: np.ndarray, label_index: int, steps: int = 20
+    predict, image: np.ndarray, heatmap: np.ndarray, *, label_index: int, steps: int = 20
 ) -> dict:
     """Deletion and insertion curves of one model input (H, W, 1) and its heatmap (H, W).
 
@@ -121,6 +121,7 @@ def _reinitialized(layer, weight, rng) -> np.ndarray:
 def randomization_check(
     model,
     images: np.ndarray,
+    *,
     layer: str,
     label_index: int,
     method: str = "gradcam",

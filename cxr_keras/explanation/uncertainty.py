@@ -107,7 +107,13 @@ class McDropoutSampler:
 
 
 def mc_dropout(
-    model, images: np.ndarray, temperatures, passes: int = 20, seed: int = 0, batch_size: int = 32
+    model,
+    images: np.ndarray,
+    *,
+    temperatures,
+    passes: int = 20,
+    seed: int = 0,
+    batch_size: int = 32,
 ) -> McDropout:
     """MC-dropout statistics of model inputs (n, H, W, 1), temperature applied per label
     (one-off: builds a :class:`McDropoutSampler`)."""

@@ -3,7 +3,8 @@
 Example:
     >>> from cxr_keras.config import ImageSpec, ModelConfig
     >>> from cxr_keras.models import build_model
-    >>> build_model(ModelConfig(filters=[8]), ImageSpec(size=32), ["A", "B"]).model.output.shape
+    >>> built = build_model(ModelConfig(filters=[8]), spec=ImageSpec(size=32), labels=["A", "B"])
+    >>> built.model.output.shape
     (None, 2)
 """
 

@@ -148,6 +148,7 @@ def _custom_cnn(inputs, filters: Sequence[int], normalization: str = "batch"):
 def build_backbone(
     name: str,
     inputs,
+    *,
     weights: str = "none",
     filters: Sequence[int] = (32, 64, 128, 256),
     normalization: str = "batch",

@@ -10,7 +10,8 @@
 
 Example:
     >>> from cxr_keras.config import ImageSpec, ModelConfig
-    >>> built = build_model(ModelConfig(filters=[8, 16]), ImageSpec(size=32), ["PNEUMONIA"])
+    >>> spec = ImageSpec(size=32)
+    >>> built = build_model(ModelConfig(filters=[8, 16]), spec=spec, labels=["PNEUMONIA"])
     >>> built.model.output.shape, built.feature_layer
     ((None, 1), 'last_conv_relu')
 """
@@ -40,6 +41,7 @@ class BuiltModel:
 
 def build_model(
     model_cfg: ModelConfig,
+    *,
     spec: ImageSpec,
     labels: list[str],
     augment: AugmentConfig | None = None,
@@ -75,18 +77,22 @@ def build_model(
             x = contrast(x)
         x = BackboneInput(spec_entry.channels, spec_entry.scaling, name="backbone_input")(x)
         backbone = build_backbone(
-            model_cfg.backbone, x, model_cfg.weights, model_cfg.filters, model_cfg.normalization
+            model_cfg.backbone,
+            x,
+            weights=model_cfg.weights,
+            filters=model_cfg.filters,
+            normalization=model_cfg.normalization,
         )
         logits = build_head(
             backbone.features,
             len(labels),
-            model_cfg.pooling,
-            model_cfg.lse_r,
-            model_cfg.dropout,
-            model_cfg.dense_units,
-            model_cfg.dense_l2,
-            seed,
-            model_cfg.transition,
+            pooling=model_cfg.pooling,
+            lse_r=model_cfg.lse_r,
+            dropout=model_cfg.dropout,
+            dense_units=model_cfg.dense_units,
+            dense_l2=model_cfg.dense_l2,
+            seed=seed,
+            transition=model_cfg.transition,
         )
         model = keras.Model(inputs, logits, name=f"cxr_{model_cfg.backbone}")
     finally:

@@ -22,6 +22,7 @@ __all__ = ["build_head"]
 def build_head(
     features,
     n_labels: int,
+    *,
     pooling: str = "avg",
     lse_r: float = 10.0,
     dropout: float = 0.0,

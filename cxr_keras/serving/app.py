@@ -156,6 +156,7 @@ def render_case(analyzer, path) -> tuple:
 
 def build_app(
     artifact,
+    *,
     mc_passes: int | None = None,
     max_mb: float = DEFAULT_MAX_MB,
     examples: Sequence[str | os.PathLike] | None = None,

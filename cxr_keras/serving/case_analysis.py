@@ -194,13 +194,17 @@ class CaseAnalyzer:
             )
             for j, label in enumerate(self.labels)
         ]
-        reasons = referral_reasons(self.labels, probabilities, thresholds, std, self.rule)
+        reasons = referral_reasons(
+            self.labels, probabilities, thresholds=thresholds, std=std, rule=self.rule
+        )
         result = CaseResult(name, findings, bool(reasons), reasons, _as_uint8(original))
         shown = [f for f in findings if f.positive] or [result.top]
         height, width = original.shape[:2]
         for finding in shown:
             j = self.labels.index(finding.label)
-            heat = to_original(maps[self.layer][0, j], self.artifact.image_spec, height, width)
+            heat = to_original(
+                maps[self.layer][0, j], self.artifact.image_spec, height=height, width=width
+            )
             status = "positive" if finding.positive else "below threshold"
             caption = (
                 f"{finding.label}: p = {finding.probability:.3f} "

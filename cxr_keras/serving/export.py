@@ -93,7 +93,7 @@ def _check(artifact, predict_fn, n: int) -> float:
     return float(np.abs(predict_fn(images) - expected).max())
 
 
-def export_model(model, fmt: str, out: str | os.PathLike | None = None, check: int = 8) -> Path:
+def export_model(model, fmt: str, *, out: str | os.PathLike | None = None, check: int = 8) -> Path:
     """Export ``model`` (an artifact or its folder) in ``fmt`` under ``out`` (default
     ``<artifact>/export/<fmt>``); returns the exported file or folder."""
     from cxr_keras.artifact.referral import rule_of

@@ -63,13 +63,19 @@ def _answers(artifact, predictor, manifest, logits, rule: dict, passes: int) -> 
     std = None
     if passes >= 2:
         images = np.stack([load_image(p, artifact.image_spec) for p in manifest["path"]])
-        std = mc_dropout(artifact.explain_model, images, predictor.temperatures, passes).std
+        std = mc_dropout(
+            artifact.explain_model, images, temperatures=predictor.temperatures, passes=passes
+        ).std
     results = []
     for i, path in enumerate(manifest["path"]):
         probabilities = answers.probabilities[i]
         positive = [label for j, label in enumerate(labels) if answers.decisions[i, j]]
         reasons = referral_reasons(
-            labels, probabilities, answers.thresholds, None if std is None else std[i], rule
+            labels,
+            probabilities,
+            thresholds=answers.thresholds,
+            std=None if std is None else std[i],
+            rule=rule,
         )
         entry = {
             "path": path,
@@ -88,6 +94,7 @@ def _answers(artifact, predictor, manifest, logits, rule: dict, passes: int) -> 
 def predict(
     model,
     paths: Sequence[str | os.PathLike],
+    *,
     out: str | os.PathLike,
     gradcam: bool = False,
     mc_passes: int | None = None,

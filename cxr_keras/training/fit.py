@@ -57,7 +57,7 @@ def use_mixed_precision(setting: str) -> bool:
     return setting == "auto" and bool(tf.config.list_physical_devices("GPU"))
 
 
-def learning_rate_for(cfg: Config, learning_rate: float, epochs: int, steps_per_epoch: int):
+def learning_rate_for(cfg: Config, learning_rate: float, *, epochs: int, steps_per_epoch: int):
     """The optimizer's learning rate: a number (``plateau``), or Keras' CosineDecay over
     ``epochs`` epochs with the configured warm-up (``cosine``).
 
@@ -124,10 +124,10 @@ def build_for(cfg: Config, labels: list[str], *, mixed_precision: bool):
     """The configured network for ``labels`` (a :class:`~cxr_keras.models.build.BuiltModel`)."""
     return build_model(
         cfg.model,
-        cfg.image,
-        labels,
-        cfg.augment,
-        cfg.preprocess,
+        spec=cfg.image,
+        labels=labels,
+        augment=cfg.augment,
+        preprocess=cfg.preprocess,
         seed=cfg.seed,
         mixed_precision=mixed_precision,
     )

@@ -308,7 +308,7 @@ def train(
                 labels=labels,
                 loss=loss,
                 learning_rate=learning_rate_for(
-                    cfg, phase.learning_rate, phase.epochs, steps_per_epoch
+                    cfg, phase.learning_rate, epochs=phase.epochs, steps_per_epoch=steps_per_epoch
                 ),
             )
         log.info(

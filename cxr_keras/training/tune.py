@@ -178,7 +178,7 @@ class _HyperModel:
             labels=labels,
             loss=make_loss(cfg, class_weights_for(cfg, train)),
             learning_rate=learning_rate_for(
-                cfg, cfg.training.learning_rate, cfg.search.epochs, steps
+                cfg, cfg.training.learning_rate, epochs=cfg.search.epochs, steps_per_epoch=steps
             ),
         )
         return built.model
@@ -656,6 +656,7 @@ def _wait_for_port(port: int, chief: subprocess.Popen) -> None:
 def tune_distributed(
     args_for_children: list[str],
     cfg: Config,
+    *,
     workers: int,
     overwrite: bool,
     timeout: float | None = None,

@@ -119,6 +119,7 @@ def _explain_films(predictions: pd.DataFrame, labels: list[str], wanted: list[st
 
 def run_recipe(
     path: str | os.PathLike,
+    *,
     overrides: list[str] | tuple = (),
     smoke: bool = False,
     overwrite: bool = False,
@@ -186,7 +187,15 @@ def run_recipe(
         for other in recipe.compare_with:
             other_path = path.parent / other
             others.append(
-                steps.run(f"run {other}", run_recipe, other_path, shared, smoke, overwrite, False)
+                steps.run(
+                    f"run {other}",
+                    run_recipe,
+                    other_path,
+                    overrides=shared,
+                    smoke=smoke,
+                    overwrite=overwrite,
+                    compare=False,
+                )
             )
         compared = steps.run(
             "compare",

@@ -48,6 +48,7 @@ def _chexpert_views(frontal_lateral: pd.Series, ap_pa: pd.Series) -> list[str | 
 
 def chexpert_source(
     root: str | os.PathLike,
+    *,
     labels: Iterable[str] | None = None,
     uncertain: str | Mapping[str, str] | None = None,
     blank: str = "zeros",
@@ -96,7 +97,14 @@ def chexpert_source(
     for split, path in csvs:
         # Official paths start with the dataset folder's name (CheXpert-v1.0-small/train/...):
         # that part is dropped, so they resolve inside the CSV's folder whatever its name.
-        part = csv_source(path, path.parent, labels, "Path", uncertain=uncertain, blank=blank)
+        part = csv_source(
+            path,
+            root=path.parent,
+            labels=labels,
+            path_column="Path",
+            uncertain=uncertain,
+            blank=blank,
+        )
         base = os.path.abspath(path.parent) + os.sep
         inside = part["path"].str.slice(len(base))
         inside = inside.str.replace(r"^chexpert[^/\\]*[/\\]", "", regex=True, case=False)
@@ -132,4 +140,4 @@ def chexpert_source(
     )
     notes.append(f"uncertain (-1) labels: {policy}; blank labels: {blank}")
     df.attrs = {}
-    return finish_manifest(df.reset_index(drop=True), labels, skipped, notes)
+    return finish_manifest(df.reset_index(drop=True), labels=labels, skipped=skipped, notes=notes)

@@ -80,6 +80,7 @@ def index_by_stem(root: Path, under: Iterable[str] = ()) -> tuple[dict[str, Path
 
 def attach_images(
     df: pd.DataFrame,
+    *,
     keys: pd.Series,
     index: dict[str, Path],
     nominal: Path,
@@ -112,7 +113,7 @@ def attach_images(
     return out
 
 
-def finish_manifest(df: pd.DataFrame, labels: list[str], skipped: list[Skip], notes: list[str]):
+def finish_manifest(df: pd.DataFrame, *, labels: list[str], skipped: list[Skip], notes: list[str]):
     """A manifest with the source's skips and notes carried over."""
     out = new_manifest(df, labels, [*df.attrs.get("skipped", []), *skipped])
     out.attrs["notes"] = [*df.attrs.get("notes", []), *notes]

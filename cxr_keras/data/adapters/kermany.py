@@ -60,6 +60,7 @@ def _kermany_layout(root: Path) -> list[tuple[str | None, Path]]:
 
 def kermany_source(
     root: str | os.PathLike,
+    *,
     labels: Iterable[str] | None = None,
     task: str = "pneumonia",
     official_val: bool = True,
@@ -117,4 +118,4 @@ def kermany_source(
     if not official_val:
         notes.append("official val folder merged into train: val is carved by patient")
     df.attrs = {}
-    return finish_manifest(df.reset_index(drop=True), chosen, skipped, notes)
+    return finish_manifest(df.reset_index(drop=True), labels=chosen, skipped=skipped, notes=notes)

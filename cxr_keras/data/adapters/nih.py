@@ -76,6 +76,7 @@ def read_nih_boxes(path: str | os.PathLike) -> dict[str, list[dict]]:
 
 def nih_source(
     root: str | os.PathLike,
+    *,
     labels: Iterable[str] | None = None,
     csv: str | os.PathLike | None = None,
     bbox_csv: str | os.PathLike | None = None,
@@ -106,7 +107,7 @@ def nih_source(
     labels = select_labels(labels, NIH_LABELS, "NIH ChestX-ray14")
     df = csv_source(
         csv,
-        folder,
+        root=folder,
         labels=labels,
         path_column="Image Index",
         finding_column="Finding Labels",
@@ -144,5 +145,7 @@ def nih_source(
         )
     index, skipped_images = index_by_stem(folder) if Path(root).is_dir() else ({}, [])
     skipped += skipped_images
-    df = attach_images(df, names, index, folder / "images", "NIH", skipped)
-    return finish_manifest(df, labels, skipped, notes)
+    df = attach_images(
+        df, keys=names, index=index, nominal=folder / "images", dataset="NIH", skipped=skipped
+    )
+    return finish_manifest(df, labels=labels, skipped=skipped, notes=notes)

@@ -37,6 +37,7 @@ _RSNA_OPACITY = "Lung Opacity"
 
 def rsna_source(
     root: str | os.PathLike,
+    *,
     labels: Iterable[str] | None = None,
     csv: str | os.PathLike | None = None,
     detailed_csv: str | os.PathLike | None = None,
@@ -152,8 +153,15 @@ def rsna_source(
     )
     skipped += skipped_images
     keys = df["patient_id"] + ".dcm"
-    df = attach_images(df, keys, index, folder / "stage_2_train_images", "RSNA", skipped)
+    df = attach_images(
+        df,
+        keys=keys,
+        index=index,
+        nominal=folder / "stage_2_train_images",
+        dataset="RSNA",
+        skipped=skipped,
+    )
     notes.append(
         f"{sum(map(len, boxes.values()))} boxes on {len(boxes)} images collapsed to image labels"
     )
-    return finish_manifest(df, labels, skipped, notes)
+    return finish_manifest(df, labels=labels, skipped=skipped, notes=notes)
