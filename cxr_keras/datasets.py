@@ -46,7 +46,6 @@ log = logging.getLogger("cxr_keras.datasets")
 
 def _download(name: str, out: Path | None, force: bool) -> int:
     """The ``download`` command: fetch, then say how to open what arrived."""
-
     try:
         folder = download(name, out, force)
     except DownloadError as exc:

@@ -1,26 +1,16 @@
 """The summary of a dataset, and a grid of its augmented training images
 (``python -m cxr_keras.datasets summary``).
 
-Two forms:
-
-- ``summary --config RECIPE``: load, verify and split the configured data, and save a
-  grid of augmented training images and, for several labels, the heatmap of the training
-  split's label co-occurrence, under ``runs/<name>/data/``;
-- ``summary DATASET ROOT``: a named public dataset (kermany, nih, chexpert, rsna) as its
+- :func:`summarize`: load, verify and split a config's data, and save a grid of augmented
+  training images and, for several labels, the heatmap of the training split's label
+  co-occurrence, under ``runs/<name>/data/``;
+- :func:`summarize_dataset`: a named public dataset (kermany, nih, chexpert, rsna) as its
   provider ships it, or its label file alone, without reading images: counts, patients,
   views and co-occurrence of every row, under ``runs/datasets/<dataset>/``.
-
-``download DATASET [--out DIR]`` fetches kermany, nih, nih-sample or rsna through kagglehub
-(:mod:`cxr_keras.data.download`) and prints the ``summary`` command that opens it.
 
 Both write ``summary.txt`` and ``summary.json`` (counts per split, patients, labels,
 co-occurrence, skipped files by reason), ``manifest.csv`` and ``skipped.csv`` (every file
 left out, with the reason).
-
-Example:
-    python -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
-    python -m cxr_keras.datasets summary nih ~/data/NIH/Data_Entry_2017_v2020.csv
-    python -m cxr_keras.datasets summary chexpert ~/CheXpert-v1.0-small --option frontal_only=true
 """
 
 from __future__ import annotations
