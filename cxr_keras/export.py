@@ -13,7 +13,7 @@ probability difference, printed and stored in the sidecar). ONNX needs the ``[ex
 extra (tf2onnx, onnx, onnxruntime).
 
 Example:
-    >>> path = export_model("runs/demo", "tf_saved_model", "runs/demo/export")  # doctest: +SKIP
+    >>> path = export_model("runs/demo", "tf_saved_model", out="runs/demo/export")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ with the reason (in the JSON, the log and the exit summary) and the others still
 answers. Identifying DICOM tags are never read into any output.
 
 Example:
-    >>> answers = predict("models/kermany_pneumonia", ["chest.png"], "out")  # doctest: +SKIP
+    >>> answers = predict("models/kermany_pneumonia", ["chest.png"], out="out")  # doctest: +SKIP
     >>> answers["files"][0]["decision"]  # doctest: +SKIP
     'PNEUMONIA'
 """

@@ -6,7 +6,7 @@
 The config's data is read, verified and split by patient as training would; each image is
 decoded and resized once to the config's image spec and stored, with its labels and
 manifest row, in ``<split>-NNNNN-of-MMMMM.tfrecord`` files, beside ``manifest.csv`` and
-``index.json`` (:mod:`cxr_keras.data.shard`). ``--out`` may be any ``tf.io.gfile`` path.
+``index.json`` (:mod:`cxr_keras.data.shard_reader`). ``--out`` may be any ``tf.io.gfile`` path.
 Train from it with ``--set data.source=shards --set data.root=OUT`` (same image spec).
 """
 

@@ -151,3 +151,25 @@ def test_public_functions_take_their_later_parameters_by_keyword():
         if len(positional) + len(keywords) > 3 and len(positional) > 3
     ]
     assert offenders == []
+
+
+def test_reading_a_config_and_every_command_line_loads_no_tensorflow():
+    """--help, config errors and the start of an isolated trial (which must follow its
+    tuner's death before TensorFlow loads) stay light: the package __init__s re-export
+    lazily."""
+    import subprocess
+    import sys
+
+    stages = ["train", "tune", "evaluate", "compare", "explain", "predict", "app", "export"]
+    others = ["datasets", "shard", "model_card", "recipe", "config", "cli"]
+    commands = ", ".join(f"cxr_keras.{name}" for name in [*stages, *others])
+    script = (
+        f"import sys, {commands}\n"
+        "heavy = sorted({'tensorflow', 'keras', 'sklearn'} & set(sys.modules))\n"
+        "print(heavy)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

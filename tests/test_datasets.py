@@ -1,4 +1,4 @@
-"""Named public datasets (cxr_keras.data.datasets) against the real official label files
+"""Named public datasets (cxr_keras.data.adapters) against the real official label files
 at full size, and against the real image packs where the file names match."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Inside, imports point down too: ``load`` (a run's data settings -> manifest) over
 ``settings``, ``adapters`` (one module per public dataset, and the registry) over
 ``sources`` (folder / CSV / DICOM, plain arguments) over ``files``, ``io``, ``labels`` and
-``manifest``; ``pipeline`` (tf.data) over ``shards`` over ``batching``.
+``manifest``; ``pipeline`` (tf.data) over ``shard_reader`` over ``batching``.
 
 Example:
     >>> from cxr_keras.core.image_spec import ImageSpec
@@ -16,33 +16,40 @@ Example:
 
 from __future__ import annotations
 
-from cxr_keras.data.io import ImageDecodeError, load_image, read_image
-from cxr_keras.data.load import load_manifest, prepare_data
-from cxr_keras.data.manifest import manifest_labels, skipped_files, skipped_summary
-from cxr_keras.data.sources import csv_source, dicom_source, folder_source
-from cxr_keras.data.splits import (
-    PatientLeakageError,
-    assign_splits,
-    check_patient_disjoint,
-    split_frame,
-)
-from cxr_keras.data.verify import verify_files
+import importlib
 
-__all__ = [
-    "ImageDecodeError",
-    "PatientLeakageError",
-    "assign_splits",
-    "check_patient_disjoint",
-    "csv_source",
-    "dicom_source",
-    "folder_source",
-    "load_image",
-    "load_manifest",
-    "manifest_labels",
-    "prepare_data",
-    "read_image",
-    "skipped_files",
-    "skipped_summary",
-    "split_frame",
-    "verify_files",
-]
+#: public name -> the module that defines it. Imported on first use: the run's config
+#: reads this package's settings, and reading a config must not load TensorFlow.
+_EXPORTS = {
+    "ImageDecodeError": "cxr_keras.data.io",
+    "load_image": "cxr_keras.data.io",
+    "read_image": "cxr_keras.data.io",
+    "load_manifest": "cxr_keras.data.load",
+    "prepare_data": "cxr_keras.data.load",
+    "manifest_labels": "cxr_keras.data.manifest",
+    "skipped_files": "cxr_keras.data.manifest",
+    "skipped_summary": "cxr_keras.data.manifest",
+    "csv_source": "cxr_keras.data.sources",
+    "dicom_source": "cxr_keras.data.sources",
+    "folder_source": "cxr_keras.data.sources",
+    "PatientLeakageError": "cxr_keras.data.splits",
+    "assign_splits": "cxr_keras.data.splits",
+    "check_patient_disjoint": "cxr_keras.data.splits",
+    "split_frame": "cxr_keras.data.splits",
+    "verify_files": "cxr_keras.data.verify",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

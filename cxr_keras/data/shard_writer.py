@@ -18,9 +18,10 @@ the configured data after the config's own reading, verification and patient spl
 
 Every path is read through ``tf.io.gfile``, so a shard folder may be local, ``gs://`` or
 ``s3://`` where the TensorFlow build supports those. A config reads it with
-``data.source: shards`` and ``data.root: DIR``; :func:`shard_dataset` then interleaves
-parallel reads of the files of a split and yields the same ``(image, labels, mask)``
-batches as the folder pipeline (:func:`~cxr_keras.data.pipeline.make_dataset`: same
+``data.source: shards`` and ``data.root: DIR``;
+:func:`~cxr_keras.data.shard_reader.shard_dataset` then interleaves parallel reads of the
+files of a split and yields the same ``(image, labels, mask)`` batches as the folder
+pipeline (:func:`~cxr_keras.data.pipeline.make_dataset`: same
 cache, shuffle, batch, label mixing; augmentation is in the model).
 
 Under ``tf.distribute``, the dataset states its auto-shard policy: ``FILE`` (each worker

@@ -8,19 +8,36 @@ Example:
     (None, 2)
 """
 
-from cxr_keras.models.backbones import BACKBONES, WeightsUnavailableError, build_backbone
-from cxr_keras.models.build import BuiltModel, build_model, set_trainable, trainable_summary
-from cxr_keras.models.losses import LabelAUC, MaskedBinaryLoss, training_metrics
+from __future__ import annotations
 
-__all__ = [
-    "BACKBONES",
-    "BuiltModel",
-    "LabelAUC",
-    "MaskedBinaryLoss",
-    "WeightsUnavailableError",
-    "build_backbone",
-    "build_model",
-    "set_trainable",
-    "trainable_summary",
-    "training_metrics",
-]
+import importlib
+
+#: public name -> the module that defines it. Imported on first use: the run's config
+#: reads this package's settings, and reading a config must not load TensorFlow.
+_EXPORTS = {
+    "BACKBONES": "cxr_keras.models.backbones",
+    "WeightsUnavailableError": "cxr_keras.models.backbones",
+    "build_backbone": "cxr_keras.models.backbones",
+    "BuiltModel": "cxr_keras.models.build",
+    "build_model": "cxr_keras.models.build",
+    "set_trainable": "cxr_keras.models.build",
+    "trainable_summary": "cxr_keras.models.build",
+    "LabelAUC": "cxr_keras.models.losses",
+    "MaskedBinaryLoss": "cxr_keras.models.losses",
+    "training_metrics": "cxr_keras.models.losses",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -38,7 +38,7 @@ __all__ = [
     "choose_examples",
 ]
 
-log = logging.getLogger("cxr_keras.case_analysis")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MB = 64.0  # an uncompressed 3000 x 3000 16-bit CR film is about 18 MB
 MB = 2**20  # as Gradio counts file sizes, so its upload limit and ours read the same

@@ -21,7 +21,7 @@ returns its artifact); ``--overwrite`` starts the search and training afresh.
 ``--smoke`` runs the same steps in about a minute on a CPU: the recipe's
 ``recipe.smoke`` settings replace its own (fewer epochs, smaller images, a two-trial
 search), and the bundled sample is written in the dataset's own layout
-(``recipe.smoke_layout``, :mod:`cxr_keras.sample_data.layouts`) and read through the
+(``recipe.smoke_layout``, :mod:`cxr_keras.data.sample_layouts`) and read through the
 recipe's real adapter. A smoke run checks the pipeline, not the model.
 
 Example:
