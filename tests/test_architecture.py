@@ -173,3 +173,12 @@ def test_reading_a_config_and_every_command_line_loads_no_tensorflow():
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout") :].split("\n## ", 1)[0]
+    modules = [p for p in sorted((ROOT / "cxr_keras").rglob("*.py")) if p.stem != "__init__"]
+    folders = {p.parent.name for p in modules if p.parent.name != "cxr_keras"}
+    assert [p.name for p in modules if p.stem not in layout] == []
+    assert [f for f in sorted(folders) if f"{f}/" not in layout] == []
