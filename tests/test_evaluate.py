@@ -69,6 +69,9 @@ def test_report_files_and_numbers(evaluated):
     assert html.count("data:image/png;base64,") >= 6
     markdown = (out / "report.md").read_text()
     assert "temperature-scaled" in markdown and "95% CI" in markdown and "(decision)" in markdown
+    # the figure captions name the decision rule, not the referral rule stored beside it
+    assert "Confusion matrices at the youden thresholds" in markdown
+    assert "at the {" not in markdown
 
 
 def test_thresholds_come_from_validation_and_are_stored(evaluated):

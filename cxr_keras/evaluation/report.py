@@ -248,13 +248,14 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
 
     referral = result.get("referral")
     if referral:
-        rule = referral["rule"]
+        referral_rule = referral["rule"]  # not `rule`: the captions below name the decision rule
         share = referral["near_threshold_share"]
         report.paragraph(
             f"Referral rule (stored for predict, explain and the app): refer to a radiologist "
-            f"when a probability is within {rule['band']:g} of its decision threshold, or its "
-            f"Monte Carlo dropout standard deviation ({rule['passes']} passes) exceeds "
-            f"{rule['max_std']:g}. On this split {referral['near_threshold_images']} images "
+            f"when a probability is within {referral_rule['band']:g} of its decision threshold, "
+            f"or its Monte Carlo dropout standard deviation ({referral_rule['passes']} passes) "
+            f"exceeds {referral_rule['max_std']:g}. On this split "
+            f"{referral['near_threshold_images']} images "
             f"({fmt(share if share is None else 100 * share, 1)}%) are within the band."
         )
 
