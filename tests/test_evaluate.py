@@ -74,6 +74,13 @@ def test_report_files_and_numbers(evaluated):
     assert "at the {" not in markdown
 
 
+def test_predictions_csv_keeps_full_precision(evaluated):
+    """Rounded probabilities tie images the model ranks apart, and move AUCs."""
+    _, out, _ = evaluated
+    p = pd.read_csv(out / "predictions.csv")["probability_PNEUMONIA"].to_numpy()
+    assert (np.round(p, 6) != p).mean() > 0.5
+
+
 def test_thresholds_come_from_validation_and_are_stored(evaluated):
     model, _, result = evaluated
     artifact = load_artifact(model)

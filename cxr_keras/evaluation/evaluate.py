@@ -556,6 +556,6 @@ def _write_predictions(path, df, y, mask, probabilities, thresholds, labels) -> 
         table["patient_id"] = df["patient_id"]
     for j, label in enumerate(labels):
         table[label] = pd.array(np.where(mask[:, j] > 0, y[:, j], np.nan)).astype("Int64")
-        table[f"probability_{label}"] = np.round(probabilities[:, j], 6)
+        table[f"probability_{label}"] = probabilities[:, j]  # whole: rounding makes ties
         table[f"decision_{label}"] = (probabilities[:, j] >= thresholds[j]).astype(int)
     pd.DataFrame(table).to_csv(path, index=False)

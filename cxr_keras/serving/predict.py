@@ -143,7 +143,7 @@ def predict(
         [
             {
                 "path": e["path"],
-                **{label: round(e["probabilities"][label], 6) for label in labels},
+                **{label: e["probabilities"][label] for label in labels},  # whole, not rounded
                 "decision": e["decision"],
                 "refer": e["refer"],
             }
