@@ -34,6 +34,32 @@ def test_export_matches_the_keras_model(fmt, trained_artifact, tmp_path):
     expected = Predictor(trained_artifact).predict(images).probabilities
     assert probabilities.shape == (5, 1)
     np.testing.assert_allclose(probabilities, expected, atol=TOLERANCE)
+    # the sidecar names the tensors the format's own runtime feeds and returns
+    fed = _run_by_sidecar_names(target, fmt, sidecar, images)
+    np.testing.assert_allclose(fed, expected, atol=TOLERANCE)
+
+
+def _run_by_sidecar_names(target, fmt: str, sidecar: dict, images: np.ndarray) -> np.ndarray:
+    """The export run the way a deployment reads the sidecar: tensors by their names."""
+    name_in, name_out = sidecar["input"]["name"], sidecar["output"]["name"]
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        return session.run([name_out], {name_in: images.astype(np.float32)})[0]
+    import tensorflow as tf
+
+    if fmt == "tf_saved_model":
+        signature = tf.saved_model.load(str(target)).signatures[sidecar["signature"]]
+        return signature(**{name_in: tf.constant(images, tf.float32)})[name_out].numpy()
+    interpreter = tf.lite.Interpreter(model_path=str(target))
+    detail = next(d for d in interpreter.get_input_details() if d["name"] == name_in)
+    interpreter.resize_tensor_input(detail["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], images.astype(np.float32))
+    interpreter.invoke()
+    output = next(d for d in interpreter.get_output_details() if d["name"] == name_out)
+    return interpreter.get_tensor(output["index"])
 
 
 def test_export_cli_with_temperature_baked_in(trained_artifact, tmp_path):

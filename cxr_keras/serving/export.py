@@ -23,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMATS", "export_model", "exported_predict_fn", "probability_model"]
+__all__ = [
+    "FORMATS",
+    "export_model",
+    "exported_io_names",
+    "exported_predict_fn",
+    "probability_model",
+]
 
 log = logging.getLogger("cxr_keras.export")
 
@@ -81,6 +87,36 @@ def exported_predict_fn(path: str | os.PathLike, fmt: str):
     raise ValueError(f"format: one of {sorted(FORMATS)}, got {fmt!r}")
 
 
+def exported_io_names(path: str | os.PathLike, fmt: str) -> dict[str, str]:
+    """The input and output tensor names of an exported model, as its runtime reports
+    them (they differ by format: ONNX ``Identity:0``, SavedModel ``output_0``, ...), so the
+    sidecar names the tensors a caller actually feeds and reads."""
+    path = Path(path)
+    if fmt == "tf_saved_model":
+        import tensorflow as tf
+
+        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+        return {
+            "input": next(iter(signature.structured_input_signature[1])),
+            "output": next(iter(signature.structured_outputs)),
+            "signature": "serving_default",
+        }
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return {"input": session.get_inputs()[0].name, "output": session.get_outputs()[0].name}
+    if fmt == "litert":
+        import tensorflow as tf
+
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+        return {
+            "input": interpreter.get_input_details()[0]["name"],
+            "output": interpreter.get_output_details()[0]["name"],
+        }
+    raise ValueError(f"format: one of {sorted(FORMATS)}, got {fmt!r}")
+
+
 def _check(artifact, predict_fn, n: int) -> float:
     """Max |probability difference| between the export and the Predictor on n real films."""
     from cxr_keras.artifact.predictor import Predictor
@@ -116,16 +152,22 @@ def export_model(model, fmt: str, *, out: str | os.PathLike | None = None, check
         ) from None
     except (ValueError, NotImplementedError) as exc:
         raise ExportError(f"{fmt} export failed with these versions: {exc}") from None
+    names = exported_io_names(target, fmt)
     sidecar = {
         "format": fmt,
         "file": target.name,
+        **({"signature": names["signature"]} if "signature" in names else {}),
         "input": {
-            "name": "image",
+            "name": names["input"],
             "shape": [None, *artifact.image_spec.size, 1],
             "dtype": "float32",
             "range": [0.0, 1.0],
         },
-        "output": {"name": "probabilities", "temperature_and_sigmoid_applied": True},
+        "output": {
+            "name": names["output"],
+            "shape": [None, len(artifact.labels)],
+            "temperature_and_sigmoid_applied": True,
+        },
         "labels": artifact.labels,
         "thresholds": dict(zip(artifact.labels, artifact.thresholds(), strict=True)),
         "decision_rule": artifact.decision_rule,
