@@ -84,6 +84,34 @@ def test_png_16_bit_keeps_its_precision(tmp_path):
     assert len(np.unique(decoded)) > 256  # more than 8 bits survived
 
 
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_a_16_bit_png_of_fewer_bits_is_scaled_by_the_range_it_uses(tmp_path, bits):
+    """PACS and DICOM converters write 10- to 14-bit values into 16-bit PNGs: divided by
+    65535 such a film reached the model almost black. The same real film saved as 8-bit
+    PNG, as full 16-bit PNG and as a {bits}-bit PNG gives the same model input, in
+    load_image and in the tf.data pipeline alike."""
+    film = np.asarray(Image.open(sample_files("kermany")[0]).convert("L"), np.float64) / 255
+    levels = 2**bits - 1
+    saved = {
+        "8": (film * 255).round().astype(np.uint8),
+        "16": (film * 65535).round().astype(np.uint16),
+        "fewer": (film * levels).round().astype(np.uint16),
+    }
+    paths = []
+    for name, values in saved.items():
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(values).save(paths[-1])
+    assert int(np.asarray(Image.open(paths[-1])).max()) <= levels  # stored as 16-bit, few bits
+    spec = ImageSpec(size=128)
+    inputs = [load_image(path, spec) for path in paths]
+    assert float(inputs[2].max()) > 0.9  # not a dark film
+    np.testing.assert_allclose(inputs[2], inputs[0], atol=1.5 / 255)
+    np.testing.assert_allclose(inputs[1], inputs[0], atol=1e-3)
+    batch = next(iter(make_image_dataset(paths, spec, batch_size=3))).numpy()
+    np.testing.assert_array_equal(batch[2], inputs[2])
+    np.testing.assert_allclose(read_image(paths[2])[..., 0], film, atol=0.5 / levels + 1e-6)
+
+
 def test_rgb_and_gray_agree(tmp_path):
     gray = np.asarray(Image.open(sample_files("kermany")[0]).convert("L"))
     Image.fromarray(gray).save(tmp_path / "gray.png")

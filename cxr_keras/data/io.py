@@ -3,7 +3,8 @@
 A file becomes a float32 grayscale array in [0, 1], shape (height, width, 1):
 
 - PNG, JPEG, BMP and GIF (8- or 16-bit, grayscale or RGB) are decoded with ``tf.io`` so
-  the eager path here and the tf.data pipeline run the very same ops;
+  the eager path here and the tf.data pipeline run the very same ops; a 16-bit PNG holding
+  10- to 14-bit values is scaled by the range its values use (:func:`_png_scale`);
 - DICOM goes through pydicom: modality LUT (rescale slope/intercept), then the VOI LUT or
   window from the header (or min-max), and MONOCHROME1 is inverted so bone is bright.
   Multi-frame, colour, non-image and non-chest DICOMs are refused with the reason.
@@ -463,9 +464,10 @@ def _decode_native(kind: str, path, spec: ImageSpec):
     """Decode a file to ``(image (H, W, 1), scale)``: the file's own integer type where it
     has one, with ``image * scale`` in [0, 1]. TensorFlow ops, eager or in tf.data.
 
-    PNG is read as 16 bit (8-bit files scale exactly), JPEG as 8 bit, both converting colour
-    to gray in the decoder; BMP/GIF go through float RGB -> ITU-R 601 luma; DICOM runs
-    :func:`decode_dicom` (through ``tf.numpy_function`` inside a graph). Resizing the
+    PNG is read as 16 bit (8-bit files scale exactly; a 16-bit file by the range its values
+    use), JPEG as 8 bit, both converting colour to gray in the decoder; BMP/GIF go through
+    float RGB -> ITU-R 601 luma; DICOM runs :func:`decode_dicom` (through
+    ``tf.numpy_function`` inside a graph). Resizing the
     integer image before scaling saves a full-resolution float pass per image.
     """
     tf = _tf()
@@ -479,11 +481,40 @@ def _decode_native(kind: str, path, spec: ImageSpec):
         return image, 1.0
     contents = tf.io.read_file(path)
     if kind == "png":
-        return tf.io.decode_png(contents, channels=1, dtype=tf.uint16), 1.0 / 65535.0
+        image = tf.io.decode_png(contents, channels=1, dtype=tf.uint16)
+        return image, _png_scale(contents, image)
     if kind == "jpeg":
         return tf.io.decode_jpeg(contents, channels=1), 1.0 / 255.0
     rgb = tf.io.decode_image(contents, channels=3, dtype=tf.float32, expand_animations=False)
     return tf.image.rgb_to_grayscale(rgb), 1.0
+
+
+# The PNG bit depth: one byte of the IHDR chunk, after the signature, chunk length and
+# type, width and height (the PNG specification, 11.2.2).
+_PNG_BIT_DEPTH_OFFSET = 24
+# The ranges a 16-bit PNG's values may use: 2**bits - 1 for 8 to 16 bits.
+_PNG_LEVELS = [2.0**bits - 1 for bits in range(8, 17)]
+
+
+def _png_scale(contents, image):
+    """The factor that brings a decoded PNG (read as 16 bit) into [0, 1], as a tensor.
+
+    PACS exports and DICOM converters write 10-, 12- or 14-bit values into 16-bit PNGs;
+    divided by 65535 such a film would reach the model almost black. A 16-bit PNG is
+    therefore scaled by the range its values use: 2**bits - 1 for the fewest bits (8 to
+    16) that hold its largest value, as DICOM's BitsStored would say. An 8-bit PNG, which
+    the decoder widens to 16 bit exactly, keeps 1/65535.
+    """
+    tf = _tf()
+    header = tf.strings.substr(contents, _PNG_BIT_DEPTH_OFFSET, 1)
+    depth = tf.io.decode_raw(header, tf.uint8)[0]
+
+    def used_range():
+        peak = tf.cast(tf.reduce_max(image), tf.float32)
+        levels = tf.constant(_PNG_LEVELS, tf.float32)
+        return 1.0 / tf.reduce_min(tf.where(levels >= peak, levels, 65535.0))
+
+    return tf.cond(depth == 16, used_range, lambda: tf.constant(1.0 / 65535.0, tf.float32))
 
 
 def model_input_fn(kinds, spec: ImageSpec, steps=None):
@@ -537,8 +568,9 @@ def _resize(image, size, steps: int | None):
 def prepare_image(image, spec: ImageSpec, *, scale: float = 1.0, steps: int | None = None):
     """Resize a (H, W, 1) image to the model input as ``spec`` says; float32 in [0, 1].
 
-    ``image * scale`` must be in [0, 1] (an integer image with ``scale`` 1/255 or 1/65535,
-    or a float image with scale 1). ``spec.crop_borders`` removes a uniform frame first
+    ``image * scale`` must be in [0, 1] (an integer image with ``scale`` 1/255, 1/65535
+    or its own range, a number or a scalar tensor, or a float image with scale 1).
+    ``spec.crop_borders`` removes a uniform frame first
     (:func:`~cxr_keras.data.borders.crop_borders`). ``steps`` is the image's
     :func:`resize_steps` (or larger, or None when unknown: the result is the same). Runs
     as TensorFlow ops, eagerly or inside tf.data, so training and prediction compute the
@@ -567,7 +599,7 @@ def prepare_image(image, spec: ImageSpec, *, scale: float = 1.0, steps: int | No
         )
     else:
         image = _resize(image, tf.constant([target_h, target_w]), steps)
-    if scale != 1.0:
+    if not (isinstance(scale, (int, float)) and scale == 1.0):  # a number or a tensor
         image = image * scale
     return tf.ensure_shape(image, (target_h, target_w, 1))
 
