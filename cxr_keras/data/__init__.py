@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from cxr_keras.core.lazy import lazy_exports
 
 #: public name -> the module that defines it. Imported on first use: the run's config
 #: reads this package's settings, and reading a config must not load TensorFlow.
@@ -42,14 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
