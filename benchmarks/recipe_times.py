@@ -92,24 +92,18 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
     import keras
 
     from cxr_keras.config import load_config
-    from cxr_keras.models.build import build_model, set_trainable
+    from cxr_keras.models.build import set_trainable
     from cxr_keras.models.losses import MaskedBinaryLoss
+    from cxr_keras.training.fit import build_for
 
     cfg = load_config(recipe, ["model.weights=none", *overrides])
+    # _gpu, not training.fit.use_mixed_precision: under JAX, TensorFlow sees no GPU
     mixed = cfg.training.mixed_precision == "on" or (
         cfg.training.mixed_precision == "auto" and _gpu()
     )
     labels = cfg.data.labels if isinstance(cfg.data.labels, list) else ["PNEUMONIA"]
     labels = [*cfg.data.label_map] or labels
-    built = build_model(
-        cfg.model,
-        spec=cfg.image,
-        labels=labels,
-        augment=cfg.augment,
-        preprocess=cfg.preprocess,
-        seed=cfg.seed,
-        mixed_precision=mixed,
-    )
+    built = build_for(cfg, labels, mixed_precision=mixed)
     model = built.model
     batch = cfg.data.batch_size
     x = _films(cfg.image.size, batch)
