@@ -48,6 +48,7 @@ __all__ = [
     "SplitConfig",
     "TrainingConfig",
     "apply_overrides",
+    "changed_sections",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -434,6 +435,21 @@ def run_identity(resolved: dict) -> dict:
     editing those never blocks the resume of a training run or a search (older runs, saved
     without them, match too)."""
     return {key: value for key, value in resolved.items() if key not in ("card", "recipe")}
+
+
+def changed_sections(saved: dict, cfg: Config) -> list[str]:
+    """The sections in which ``cfg`` computes something else than the resolved config an
+    earlier run saved (:func:`run_identity`); empty when it is the same run, which training
+    and tuning then resume.
+
+    Example:
+        >>> cfg = config_from_dict({"name": "x", "data": {"source": "folder", "root": "x"}})
+        >>> saved = config_to_dict(cfg)
+        >>> changed_sections(saved, with_values(cfg, {"training.epochs": 3}))
+        ['training']
+    """
+    previous, current = run_identity(saved), run_identity(config_to_dict(cfg))
+    return sorted(k for k in {*previous, *current} if previous.get(k) != current.get(k))
 
 
 # --------------------------------------------------------------------------- validation

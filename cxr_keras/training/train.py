@@ -36,7 +36,7 @@ from cxr_keras.artifact.store import (
     load_artifact,
     save_artifact,
 )
-from cxr_keras.config import Config, run_identity
+from cxr_keras.config import Config, changed_sections
 from cxr_keras.core.errors import ConfigError
 from cxr_keras.core.serialize import config_to_dict
 from cxr_keras.data import prepare_data, split_frame
@@ -111,12 +111,9 @@ def _log_rows(work: Path) -> list[dict]:
 def _check_run_dir(work: Path, cfg: Config) -> None:
     """Refuse to resume a run folder that was started with a different config."""
     saved = work / "config.yaml"
-    resolved = config_to_dict(cfg)
     if saved.is_file():
-        previous = run_identity(yaml.safe_load(saved.read_text()))
-        compared = run_identity(resolved)
-        if previous != compared:
-            changed = sorted(k for k in compared if previous.get(k) != compared.get(k))
+        changed = changed_sections(yaml.safe_load(saved.read_text()), cfg)
+        if changed:
             raise ConfigError(
                 f"{work.parent} holds a run started with a different config (sections "
                 f"{changed} differ): resume it with the same settings, start afresh with "
@@ -124,7 +121,7 @@ def _check_run_dir(work: Path, cfg: Config) -> None:
             )
     else:
         work.mkdir(parents=True, exist_ok=True)
-        saved.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        saved.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def _resume_epoch(work: Path, phase_index: int, first_epoch: int) -> int:

@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from cxr_keras.config import Config, config_from_dict, run_identity, with_values
+from cxr_keras.config import Config, changed_sections, config_from_dict, with_values
 from cxr_keras.core.errors import ConfigError, RunFailedError
 from cxr_keras.core.figures import pyplot, save_figure
 from cxr_keras.core.serialize import config_to_dict
@@ -618,12 +618,9 @@ def tune(
 def _check_search_config(directory: Path, cfg: Config) -> None:
     """A search is continued only with the config it started with."""
     saved = directory / "config.json"
-    resolved = config_to_dict(cfg)
     if saved.is_file():
-        previous = run_identity(json.loads(saved.read_text(encoding="utf-8")))
-        compared = run_identity(resolved)
-        if previous != compared:
-            changed = sorted(k for k in compared if previous.get(k) != compared.get(k))
+        changed = changed_sections(json.loads(saved.read_text(encoding="utf-8")), cfg)
+        if changed:
             raise ConfigError(
                 f"{directory} holds a search started with a different config "
                 f"(sections {changed} differ): continue it with the same "
@@ -631,7 +628,7 @@ def _check_search_config(directory: Path, cfg: Config) -> None:
                 "--run-name"
             )
     else:
-        saved.write_text(json.dumps(resolved, indent=1), encoding="utf-8")
+        saved.write_text(json.dumps(config_to_dict(cfg), indent=1), encoding="utf-8")
 
 
 def _free_port() -> int:
