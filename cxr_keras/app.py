@@ -3,25 +3,7 @@
     python -m cxr_keras.app --model models/<name> [--host 127.0.0.1] [--port 7860]
         [--mc-passes N] [--max-mb 64] [--examples FILE ...]
 
-Needs the ``[app]`` extra (``pip install 'cxr-keras[app]'``: Gradio). The page takes a PNG,
-JPEG or DICOM and shows each label's probability as a bar against its threshold, the
-decision at the artifact's stored thresholds, the referral flag with its reason, a
-Grad-CAM overlay per positive label and a short summary with the model's card (name,
-decision rule, validation metrics). Example cases come from the bundled sample, chosen
-by the model at start: its clearest positive, clearest negative and most uncertain film.
-Uploads over the size limit, non-images, corrupt files and non-chest DICOMs get a message
-in the page; nothing an upload does stops the server. The model loads once, at start.
-
-The same analysis is an HTTP API (``/analyze``) for scripts::
-
-    from gradio_client import Client, handle_file
-    Client("http://127.0.0.1:7860/").predict(handle_file("chest.png"), api_name="/analyze")
-
-It binds to 127.0.0.1 unless ``--host`` says otherwise: it has no authentication.
-
-Example:
-    >>> app = build_app(load_artifact("runs/demo"))  # doctest: +SKIP
-    >>> app.launch(server_name="127.0.0.1", server_port=7860)  # doctest: +SKIP
+What it does and writes: :mod:`cxr_keras.serving.app`, the stage this command line runs.
 """
 
 from __future__ import annotations

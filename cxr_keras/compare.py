@@ -3,21 +3,7 @@
     python -m cxr_keras.compare --models runs/a runs/b [--split test] [--out DIR]
         [--images 4] [--bootstrap 1000]
 
-Each model is evaluated on the split (its existing ``evaluation/<split>/`` is reused, so
-its thresholds are the ones it chose on its own validation split); the split must hold
-the same images for every model. The report (``report.md``, ``report.html``,
-``comparison.json``, ``figures/``; default ``runs/compare/<names>/``) has: per model and
-label the ROC AUC with its patient-bootstrap CI and accuracy, precision, recall,
-specificity and F1 at probability 0.5 and at the model's decision threshold; the
-difference of each model's AUC from the first model's, with a paired patient-bootstrap
-CI (both models on the same resampled patients); ROC curves overlaid; confusion matrices
-side by side; and Grad-CAM heatmaps of every model side by side on the same films (the
-films the models disagree on most, and the most clearly positive ones).
-
-Example:
-    >>> result = compare(["runs/customcnn", "runs/resnet50"])  # doctest: +SKIP
-    >>> result["models"][1]["labels"]["PNEUMONIA"]["decision"]["f1"]  # doctest: +SKIP
-    0.94
+What it does and writes: :mod:`cxr_keras.evaluation.compare`, the stage this command line runs.
 """
 
 from __future__ import annotations

@@ -5,19 +5,7 @@ calibration.
         [--calibrate] [--min-sensitivity 0.95] [--decision-rule youden]
         [--bootstrap 1000] [--out DIR] [--update-model]
 
-Thresholds (Youden J, F1-max, sensitivity >= X) and, with ``--calibrate``, per-label
-temperatures are fitted on the artifact's VALIDATION split, which is rebuilt from the data
-config and split seed it records, and stored in its ``cxr_model.json`` (an artifact under
-``models/`` only with ``--update-model``), so predict and the app use them. The report
-on the evaluated split (default: the artifact's test split; ``--data`` takes a dataset
-YAML, a manifest CSV or a class-folder tree, ``--split all`` every row of it) goes to
-``<artifact>/evaluation/<split>/`` (``runs/<name>/evaluation/<split>/`` for ``models/``):
-``report.md``, ``report.html``, ``metrics.json``, ``predictions.csv``, ``figures/``.
-
-Example:
-    >>> result = evaluate("runs/demo", split="test")  # doctest: +SKIP
-    >>> result["discrimination"]["macro"]["roc_auc"]  # doctest: +SKIP
-    0.93
+What it does and writes: :mod:`cxr_keras.evaluation.evaluate`, the stage this command line runs.
 """
 
 from __future__ import annotations

@@ -3,18 +3,7 @@
     python -m cxr_keras.explain --model runs/<name> IMAGES... [--label L]
         [--layers a,b] [--method gradcam|gradcam++] [--mc-passes 20] [--out DIR]
 
-For each image: the probabilities and decisions (temperature and thresholds from the
-artifact), Monte Carlo dropout statistics and the referral flag (rule stored in the
-artifact), and for each explained label (default: every label at or above its threshold,
-else the most probable one) a PNG with the X-ray and one Grad-CAM overlay per target layer
-at the original image size, plus the raw maps as ``.npy``. A file that cannot be read is
-skipped with its reason and counted; ``summary.json`` lists everything. Output goes to
-``runs/<name>/explain/`` unless ``--out``.
-
-Example:
-    >>> summary = explain("runs/demo", ["chest.png"])  # doctest: +SKIP
-    >>> summary["images"][0]["explained"][0]["overlay"]  # doctest: +SKIP
-    'runs/demo/explain/chest_PNEUMONIA.png'
+What it does and writes: :mod:`cxr_keras.explanation.explain`, the stage this command line runs.
 """
 
 from __future__ import annotations

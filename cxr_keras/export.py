@@ -3,17 +3,7 @@
     python -m cxr_keras.export --model runs/<name> --format tf_saved_model|onnx|litert
         [--out DIR] [--check N]
 
-The exported graph takes the model input (n, H, W, 1) float32 in [0, 1] (make it with
-``cxr_keras.data.load_image`` and the sidecar's image spec) and returns PROBABILITIES: the
-artifact's temperatures and the sigmoid are baked in. ``cxr_export.json`` beside it
-carries the labels, the decision thresholds and rule, the referral rule, the image spec
-and the input/output names. After exporting, the exported model is loaded back and
-compared with the ``.keras`` model on ``--check`` real bundled films (max absolute
-probability difference, printed and stored in the sidecar). ONNX needs the ``[export]``
-extra (tf2onnx, onnx, onnxruntime).
-
-Example:
-    >>> path = export_model("runs/demo", "tf_saved_model", out="runs/demo/export")  # doctest: +SKIP
+What it does and writes: :mod:`cxr_keras.serving.export`, the stage this command line runs.
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
 """The model card: ``MODEL_CARD.md`` beside an artifact, written from its ``cxr_model.json``.
 
-Everything in it comes from the artifact, so it cannot drift from the model: the data
-(sources, split counts, licence and citations from the recipe's ``card`` section), the
-preprocessing, the network, the command that trained it, the validation figures with
-their confidence intervals, the thresholds and decision rule, the calibration, the
-referral rule and the known limits. ``train`` writes it, ``evaluate`` rewrites it when it
-stores new thresholds or figures, and this command regenerates it:
-
-    python -m cxr_keras.model_card --model models/<name>
-
-Example:
-    >>> path = write_model_card(load_artifact("runs/demo"))  # doctest: +SKIP
-    >>> path.name  # doctest: +SKIP
-    'MODEL_CARD.md'
+What it does and writes: :mod:`cxr_keras.artifact.model_card`, the stage this command line runs.
 """
 
 from __future__ import annotations

@@ -3,18 +3,7 @@
     python -m cxr_keras.predict --model models/<name> --out DIR PATHS... [--gradcam]
         [--mc-passes N] [--batch-size 32]
 
-Writes ``DIR/predictions.csv`` (one row per file: path, one probability column per label
-named after the label, the decision, the referral flag) and ``DIR/predictions.json`` (per
-file: probabilities with the artifact's temperature applied, decisions at its stored
-thresholds, the referral flag with its reasons, the heatmap paths with ``--gradcam``).
-Folders are searched recursively. A file that cannot be used is reported by its file name
-with the reason (in the JSON, the log and the exit summary) and the others still get
-answers. Identifying DICOM tags are never read into any output.
-
-Example:
-    >>> answers = predict("models/kermany_pneumonia", ["chest.png"], out="out")  # doctest: +SKIP
-    >>> answers["files"][0]["decision"]  # doctest: +SKIP
-    'PNEUMONIA'
+What it does and writes: :mod:`cxr_keras.serving.predict`, the stage this command line runs.
 """
 
 from __future__ import annotations

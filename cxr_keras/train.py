@@ -3,17 +3,7 @@
     python -m cxr_keras.train --config tuner_configs/demo.yaml [--set training.epochs=5]
         [--run-name NAME] [--overwrite] [--export models/NAME]
 
-Everything goes to ``runs/<name>/``: the artifact (``model.keras`` + ``cxr_model.json``) at
-the top, and under ``train/`` the resolved config, the manifest with its split, the CSV
-log, TensorBoard logs, the best weights and the resume state. Starting the same command
-again resumes: finished phases are skipped and a phase killed mid-way (``kill -9``
-included) continues from its last finished epoch (Keras ``BackupAndRestore``).
-``--overwrite`` starts afresh.
-
-Training: Adam or AdamW on the masked per-label loss (:mod:`cxr_keras.models.losses`),
-class weights folded into per-label sample weights, ReduceLROnPlateau, EarlyStopping, the
-best epoch by validation AUC kept, and an optional second phase that unfreezes the
-backbone with a lower learning rate.
+What it does and writes: :mod:`cxr_keras.training.train`, the stage this command line runs.
 """
 
 from __future__ import annotations

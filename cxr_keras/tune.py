@@ -4,22 +4,7 @@ as training; then ``python -m cxr_keras.train --from-tuning runs/<name>``.
     python -m cxr_keras.tune --config tuner_configs/kermany_binary.yaml [--set ...]
         [--run-name NAME] [--overwrite] [--workers N]
 
-The config's ``search:`` section names the oracle (random, hyperband, bayesian), the
-objective (default ``val_auc``, max) and the space: config paths with their ranges. Every
-trial builds the model and the tf.data pipeline exactly as ``train`` does (same data
-split, same loss, metrics, early stopping and learning-rate schedule), after clearing the
-Keras session, and only the best trial's weights are kept.
-
-Writes to ``runs/<name>/``: ``best_hparams.json`` (the best trial's values, by config
-path), ``tune/trials.csv`` (every trial: values, objective, epochs, duration, worker, peak
-memory), ``tune/objective.png``, and KerasTuner's own project under ``tune/search/``.
-Running the command again continues an interrupted search without redoing finished
-trials.
-
-Distributed search uses KerasTuner's own mode: one chief process serves the oracle and
-workers run trials, configured by ``KERASTUNER_TUNER_ID`` (``chief``, ``tuner0``, ...),
-``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``, all sharing the run folder.
-``--workers N`` starts a chief and N workers on this machine.
+What it does and writes: :mod:`cxr_keras.training.tune`, the stage this command line runs.
 """
 
 from __future__ import annotations
