@@ -1,7 +1,5 @@
 """Sharded datasets, read: each image decoded and resized once, stored in TFRecord shards
-(written by :mod:`cxr_keras.data.shard_writer`).
-
-    python -m cxr_keras.shard --data <config> --out DIR [--shard-size 1000]
+(written by :mod:`cxr_keras.data.shard_writer`, ``python -m cxr_keras.shard``).
 
 At 112k (NIH) or 224k (CheXpert) files, decoding full-size PNGs, JPEGs and DICOMs every
 epoch, or listing a bucket of loose files, is what limits training. A shard folder holds
@@ -37,6 +35,8 @@ Example:
     wrote ...
     >>> index["splits"]["train"]["images"] > 0, index["encoding"]
     (True, 'png16')
+    >>> len(shard_source(out)) == sum(split["images"] for split in index["splits"].values())
+    True
 """
 
 from __future__ import annotations

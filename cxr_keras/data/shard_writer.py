@@ -1,42 +1,10 @@
 """Write a config's data as TFRecord shards: each image decoded and resized once.
 
-The format is described in :mod:`cxr_keras.data.shard_reader`.
-
     python -m cxr_keras.shard --data <config> --out DIR [--shard-size 1000]
 
 At 112k (NIH) or 224k (CheXpert) files, decoding full-size PNGs, JPEGs and DICOMs every
-epoch, or listing a bucket of loose files, is what limits training. A shard folder holds
-the configured data after the config's own reading, verification and patient split:
-
-- ``<split>-NNNNN-of-MMMMM.tfrecord``: one record per image: the model input (the
-  output of :func:`~cxr_keras.data.io.load_image` at the config's image spec) as a 16-bit
-  grayscale PNG, lossless for those values to within 1/65535 (8-bit PNG would lose up to
-  1/510), plus its manifest row;
-- ``manifest.csv``: the manifest (path, labels, patient id, view, split, ...) with each
-  image's shard file and row;
-- ``index.json``: labels, the image spec, images and files per split, and what was left out.
-
-Every path is read through ``tf.io.gfile``, so a shard folder may be local, ``gs://`` or
-``s3://`` where the TensorFlow build supports those. A config reads it with
-``data.source: shards`` and ``data.root: DIR``;
-:func:`~cxr_keras.data.shard_reader.shard_dataset` then interleaves parallel reads of the
-files of a split and yields the same ``(image, labels, mask)`` batches as the folder
-pipeline (:func:`~cxr_keras.data.pipeline.make_dataset`: same
-cache, shuffle, batch, label mixing; augmentation is in the model).
-
-Under ``tf.distribute``, the dataset states its auto-shard policy: ``FILE`` (each worker
-reads whole files) when a split has at least as many files as workers, else ``DATA``
-(every worker reads all files and keeps its share of the records).
-
-Example:
-    >>> from cxr_keras.config import DataConfig, ImageSpec
-    >>> import tempfile
-    >>> out = tempfile.mkdtemp()
-    >>> index = write_shards(DataConfig(source="folder", root="sample:kermany"),
-    ...                      ImageSpec(size=32), out=out, shard_size=100)  # doctest: +ELLIPSIS
-    wrote ...
-    >>> index["splits"]["train"]["images"] > 0, index["encoding"]
-    (True, 'png16')
+epoch, or listing a bucket of loose files, is what limits training. The format, how a
+config reads it, and an example (written, then read): :mod:`cxr_keras.data.shard_reader`.
 """
 
 from __future__ import annotations
