@@ -58,17 +58,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI ``main``: user errors (bad config, bad data) print one clear line, exit 2."""
+    """Run a CLI ``main``: user errors (bad config, bad data) print one clear line and exit
+    2; a run that ended without its result (:class:`RunFailedError`) does so with exit 1."""
     try:
         code = main(argv)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, RunFailedError) as exc:
         logging.getLogger("cxr_keras").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    except RunFailedError as exc:
-        logging.getLogger("cxr_keras").debug("run failed", exc_info=True)
-        print(f"error: {exc}", file=sys.stderr)
-        code = 1
+        code = 1 if isinstance(exc, RunFailedError) else 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -197,7 +197,9 @@ class _HyperModel:
         quiet_dataset_notes()
         cfg = self.trial_config(hp)
         train_ds, val_ds, steps = self.datasets(cfg)
-        callbacks = list(kwargs.pop("callbacks", [])) + _trial_callbacks(cfg)
+        # training's learning-rate schedule and early stopping, on the search objective
+        schedule = schedule_callbacks(cfg, monitor=cfg.search.objective, mode=cfg.search.direction)
+        callbacks = [*kwargs.pop("callbacks", []), *schedule]
         return model.fit(
             train_ds,
             validation_data=val_ds,
@@ -207,12 +209,6 @@ class _HyperModel:
             initial_epoch=kwargs.pop("initial_epoch", 0),
             verbose=1 if self.progress else 2,
         )
-
-
-def _trial_callbacks(cfg: Config) -> list:
-    """The learning-rate schedule and early stopping of training (the same function
-    builds both), on the search objective."""
-    return schedule_callbacks(cfg, monitor=cfg.search.objective, mode=cfg.search.direction)
 
 
 # --------------------------------------------------------------------------- isolated trials
