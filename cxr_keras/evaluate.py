@@ -3,7 +3,7 @@ calibration.
 
     python -m cxr_keras.evaluate --model runs/<name> [--data DATA] [--split test]
         [--calibrate] [--min-sensitivity 0.95] [--decision-rule youden]
-        [--bootstrap 1000] [--out DIR] [--update-model]
+        [--bootstrap 1000] [--out DIR] [--update-model] [--refit-ood] [--ood-quantile Q]
 
 What it does and writes: :mod:`cxr_keras.evaluation.evaluate`, the stage this command line runs.
 """
@@ -74,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update-model", action="store_true", help="allow updating an artifact under models/"
     )
+    parser.add_argument(
+        "--refit-ood",
+        action="store_true",
+        help="fit the out-of-distribution detector again (it is fitted when missing)",
+    )
+    parser.add_argument(
+        "--ood-quantile",
+        type=float,
+        help="quantile of the validation films' scores the detector flags above "
+        "(default 0.995); implies --refit-ood",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -99,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None
         },
         threshold_estimate=args.threshold_estimate,
+        refit_ood=args.refit_ood,
+        ood_quantile=args.ood_quantile,
     )
     macro = result["discrimination"]["macro"]
     print(

@@ -90,6 +90,7 @@ def test_copy_replaces_a_whole_artifact(trained_artifact, tmp_path):
         "MODEL_CARD.md",
         "cxr_model.json",
         "model.keras",
+        "ood.npz",  # the out-of-distribution detector travels with the model
     ]
     assert copy_artifact(target, target) == target.resolve()  # onto itself: nothing to do
     assert not list(target.parent.glob(".demo.*"))

@@ -330,3 +330,19 @@ def test_randomisation_reaches_frozen_layers_and_empty_maps_point_nowhere(films)
     )
     assert stages[-1]["down_to"] == "block1_conv1"  # the frozen backbone is randomised too
     assert not pointing_game(np.zeros((10, 10)), (0, 0, 3, 3))
+
+
+def test_explain_flags_and_refers_an_image_unlike_the_training_films(trained_artifact, tmp_path):
+    from PIL import Image
+
+    from cxr_keras.explanation.explain import explain
+
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((120, 150), np.uint8)).save(black)
+    film = sample_files("kermany")[0]
+    summary = explain(trained_artifact, [black, film], out=tmp_path / "out", mc_passes=0)
+    by_name = {Path(e["path"]).name: e for e in summary["images"]}
+    assert by_name["black.png"]["ood"] and by_name["black.png"]["refer"]
+    assert "near-constant" in by_name["black.png"]["ood_reasons"][0]
+    assert by_name["black.png"]["ood_score"] > 0
+    assert isinstance(by_name[film.name]["ood"], bool)

@@ -70,7 +70,7 @@ def test_predict_cli(trained_artifact, inputs, tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     table = pd.read_csv(out / "predictions.csv")
-    assert list(table.columns) == ["path", "PNEUMONIA", "decision", "refer"]
+    assert list(table.columns) == ["path", "PNEUMONIA", "decision", "refer", "ood", "ood_score"]
     assert len(table) == 4  # two films, the DICOM, the loose film
     document = json.loads((out / "predictions.json").read_text())
     problems = {p["file"]: p["reason"] for p in document["problems"]}
@@ -83,9 +83,12 @@ def test_predict_cli(trained_artifact, inputs, tmp_path):
     assert (np.round(table["PNEUMONIA"], 6) != table["PNEUMONIA"]).any()
     decisions = np.where(expected.decisions[:, 0], "PNEUMONIA", "negative")
     assert list(table["decision"]) == list(decisions)
+    np.testing.assert_allclose(table["ood_score"], expected.ood_scores, rtol=1e-4)
+    assert list(table["ood"]) == list(expected.ood)
     for entry in document["files"]:
         assert set(entry["mc_dropout_std"]) == {"PNEUMONIA"}
         assert entry["refer"] == bool(entry["referral_reasons"])
+        assert entry["ood"] == bool(entry["ood_reasons"])
         overlay = entry["heatmaps"]["PNEUMONIA"]
         assert (out / "gradcam").as_posix() in overlay
     # nothing identifying from the DICOM header reaches an output or the log

@@ -4,6 +4,11 @@ logits -> / temperature -> sigmoid -> probabilities -> decision at the artifact'
 thresholds. evaluate, explain, predict, the app and export all go through it, so they
 cannot disagree about preprocessing, calibration or thresholds.
 
+Every answer also says whether the input is out of distribution (``ood``, with its score
+and reasons): the input checks of :mod:`cxr_keras.data.input_checks` always run, and the
+artifact's detector (:mod:`cxr_keras.artifact.ood`) scores the same forward pass's
+features when one is fitted (without one the score is NaN and only the checks flag).
+
 Example:
     >>> predictor = Predictor.from_path("runs/demo")  # doctest: +SKIP
     >>> result = predictor.predict_files(["chest.png"])  # doctest: +SKIP
@@ -14,13 +19,21 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cxr_keras.artifact.store import Artifact, load_artifact
+from cxr_keras.data.input_checks import InputChecks, batch_statistics
 
-__all__ = ["Prediction", "Predictor"]
+__all__ = [
+    "ModelOutputs",
+    "Prediction",
+    "Predictor",
+    "feature_model",
+    "file_facts",
+    "manifest_sizes",
+]
 
 
 @dataclass
@@ -32,22 +45,72 @@ class Prediction:
     decisions: np.ndarray  # bool: probability >= the label's decision threshold
     labels: list[str]
     thresholds: list[float]
+    ood_scores: np.ndarray | None = None  # (n,); NaN where no detector is fitted
+    ood_reasons: list[list[str]] = field(default_factory=list)  # per image; empty: in scope
+
+    @property
+    def ood(self) -> np.ndarray:
+        """(n,) bool: the input is out of distribution (a reason was found)."""
+        return np.array([bool(r) for r in self.ood_reasons], dtype=bool)
+
+
+@dataclass
+class ModelOutputs:
+    """One forward pass over images: logits, the detector's features, input statistics.
+    Rows of files that failed to decode are NaN."""
+
+    logits: np.ndarray  # (n, labels)
+    features: list[np.ndarray] | None  # per detector layer (n, channels); None: no detector
+    statistics: np.ndarray  # (n, 2): std and 0.5-99.5 percentile spread of each input
+
+    @property
+    def decoded(self) -> np.ndarray:
+        return ~np.isnan(self.logits).any(axis=1)
 
 
 class Predictor:
     """Probabilities and decisions from an artifact (see the module docstring)."""
 
-    def __init__(self, artifact: Artifact):
+    def __init__(self, artifact: Artifact, *, feature_layers: list[str] | None = None):
+        """``feature_layers``: return these layers' pooled features instead of applying
+        the stored detector (to fit a detector)."""
         self.artifact = artifact
         self.labels = artifact.labels
         self.spec = artifact.image_spec
         self.temperatures = np.asarray(artifact.temperatures, dtype=np.float64)
         self.thresholds = artifact.thresholds()
+        self.detector = None if feature_layers else artifact.ood_detector
+        self.checks = self.detector.checks if self.detector else InputChecks()
+        self.feature_layers = feature_layers or (self.detector.layers if self.detector else [])
+        self._answer_model = None
 
     @classmethod
     def from_path(cls, path: str | os.PathLike) -> Predictor:
         """Load the artifact at ``path`` and wrap it."""
         return cls(load_artifact(path))
+
+    @property
+    def answer_model(self):
+        """The model with the detector's pooled features as extra outputs, read from the
+        same forward pass as the logits (the artifact's model itself without a detector)."""
+        if self._answer_model is None:
+            self._answer_model = (
+                feature_model(self.artifact, self.feature_layers)
+                if self.feature_layers
+                else self.artifact.model
+            )
+        return self._answer_model
+
+    def outputs(self, images) -> ModelOutputs:
+        """Logits, features and statistics of a batch of model inputs, in inference mode."""
+        images = np.asarray(images, np.float32)
+        result = self.answer_model.predict_on_batch(images)
+        if self.feature_layers:
+            logits, *features = result
+            features = [np.asarray(f, np.float64) for f in features]
+        else:
+            logits, features = result, None
+        return ModelOutputs(np.asarray(logits, np.float64), features, batch_statistics(images))
 
     def logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Raw model outputs for model inputs (n, H, W, 1) in [0, 1], in inference mode."""
@@ -62,26 +125,166 @@ class Predictor:
         decisions = probabilities >= np.asarray(self.thresholds)
         return Prediction(logits, probabilities, decisions, self.labels, self.thresholds)
 
-    def predict(self, images: np.ndarray, batch_size: int = 32) -> Prediction:
-        """Answers for model inputs (n, H, W, 1) in [0, 1] (see :func:`load_image`)."""
-        return self.from_logits(self.logits(images, batch_size))
+    def ood_scores(self, outputs: ModelOutputs) -> np.ndarray:
+        """(n,): the detector's score of each decoded row (NaN: no detector, or not decoded)."""
+        scores = np.full(len(outputs.logits), np.nan)
+        if self.detector and outputs.decoded.any():
+            rows = outputs.decoded
+            scores[rows] = self.detector.score([f[rows] for f in outputs.features])
+        return scores
 
-    def manifest_logits(self, manifest, batch_size: int = 32) -> np.ndarray:
-        """Logits for every row of a manifest (n, labels); rows whose file failed to
+    def answer(
+        self,
+        outputs: ModelOutputs,
+        *,
+        colour: list[float] | None = None,
+        aspect: list[float | None] | None = None,
+    ) -> Prediction:
+        """Answers with the out-of-distribution verdict of each row. ``colour`` and
+        ``aspect`` per row come from the files (:func:`file_facts`); None: not checked."""
+        prediction = self.from_logits(outputs.logits)
+        scores = self.ood_scores(outputs)
+        n = len(scores)
+        colour = colour if colour is not None else [0.0] * n
+        aspect = aspect if aspect is not None else [None] * n
+        reasons = []
+        for i in range(n):
+            found = self.checks.reasons(
+                std=outputs.statistics[i, 0],
+                spread=outputs.statistics[i, 1],
+                colour=colour[i],
+                aspect=aspect[i],
+            )
+            if self.detector and scores[i] > self.detector.threshold:
+                found.append(
+                    f"unlike the training films (out-of-distribution score {scores[i]:.2f} "
+                    f"> {self.detector.threshold:.2f})"
+                )
+            reasons.append(found)
+        prediction.ood_scores = scores
+        prediction.ood_reasons = reasons
+        return prediction
+
+    def predict(self, images: np.ndarray, batch_size: int = 32) -> Prediction:
+        """Answers for model inputs (n, H, W, 1) in [0, 1] (see :func:`load_image`), with
+        the input checks that need no file (colour and aspect ratio are not checked)."""
+        images = np.asarray(images, np.float32)
+        parts = [
+            self.outputs(images[i : i + batch_size]) for i in range(0, len(images), batch_size)
+        ]
+        return self.answer(_concatenate(parts))
+
+    def manifest_outputs(self, manifest, batch_size: int = 32) -> ModelOutputs:
+        """:class:`ModelOutputs` for every row of a manifest; rows whose file failed to
         decode are NaN (the decode error is logged), so a long run is never lost to one
         bad file and the caller can count them."""
         from cxr_keras.data.pipeline import make_indexed_dataset
 
-        out = np.full((len(manifest), len(self.labels)), np.nan)
+        n = len(manifest)
+        logits = np.full((n, len(self.labels)), np.nan)
+        statistics = np.full((n, 2), np.nan)
+        features = None
         for rows, images in make_indexed_dataset(manifest, self.spec, batch_size):
-            out[rows.numpy()] = np.asarray(self.artifact.model.predict_on_batch(images))
-        return out
+            rows = rows.numpy()
+            batch = self.outputs(images.numpy())
+            logits[rows], statistics[rows] = batch.logits, batch.statistics
+            if batch.features is not None:
+                if features is None:
+                    features = [np.full((n, f.shape[1]), np.nan) for f in batch.features]
+                for whole, part in zip(features, batch.features, strict=True):
+                    whole[rows] = part
+        if self.feature_layers and features is None:  # nothing decoded
+            features = [np.full((n, 1), np.nan) for _ in self.feature_layers]
+        return ModelOutputs(logits, features, statistics)
+
+    def manifest_logits(self, manifest, batch_size: int = 32) -> np.ndarray:
+        """Logits for every row of a manifest (n, labels), NaN where a file failed to
+        decode (see :meth:`manifest_outputs`)."""
+        return self.manifest_outputs(manifest, batch_size).logits
+
+    def predict_manifest(self, manifest, batch_size: int = 32) -> tuple[Prediction, np.ndarray]:
+        """Answers for a manifest's rows (with every input check) and which rows decoded;
+        the answers hold only the decoded rows, in order."""
+        outputs = self.manifest_outputs(manifest, batch_size)
+        rows = outputs.decoded
+        kept = ModelOutputs(
+            outputs.logits[rows],
+            None if outputs.features is None else [f[rows] for f in outputs.features],
+            outputs.statistics[rows],
+        )
+        paths = [p for p, ok in zip(manifest["path"], rows, strict=True) if ok]
+        sizes = manifest_sizes(manifest)
+        sizes = None if sizes is None else [x for x, ok in zip(sizes, rows, strict=True) if ok]
+        colour, aspect = file_facts(paths, sizes=sizes)
+        return self.answer(kept, colour=colour, aspect=aspect), rows
 
     def predict_files(self, paths, batch_size: int = 32) -> Prediction:
         """Answers for image or DICOM files, decoded with the artifact's image spec.
         A bad file raises :class:`~cxr_keras.data.io.ImageDecodeError` naming it."""
         from cxr_keras.data.pipeline import make_image_dataset
 
-        ds = make_image_dataset(list(paths), self.spec, batch_size)
-        logits = np.concatenate([self.artifact.model.predict_on_batch(x) for x in ds])
-        return self.from_logits(logits)
+        paths = list(paths)
+        ds = make_image_dataset(paths, self.spec, batch_size)
+        outputs = _concatenate([self.outputs(x.numpy()) for x in ds])
+        colour, aspect = file_facts(paths)
+        return self.answer(outputs, colour=colour, aspect=aspect)
+
+
+def file_facts(paths, *, sizes=None) -> tuple[list[float], list[float | None]]:
+    """Per file: its colour content and its width / height (``sizes``: known (width,
+    height) per file, read from the header where None)."""
+    from cxr_keras.data.input_checks import colour_content
+    from cxr_keras.data.io import read_header
+
+    colour, aspect = [], []
+    for i, path in enumerate(paths):
+        colour.append(colour_content(path))
+        size = sizes[i] if sizes is not None else None
+        if size is None:
+            try:
+                header = read_header(path)
+                size = (header.width, header.height)
+            except ValueError:
+                size = None
+        aspect.append(size[0] / size[1] if size and size[1] > 0 else None)
+    return colour, aspect
+
+
+def feature_model(artifact: Artifact, layers: list[str]):
+    """A Keras model: image -> [the artifact's logits, the spatial mean of each layer in
+    ``layers``], the features read on the unchanged image inside any test-time views."""
+    import keras
+
+    from cxr_keras.models.tta import with_tta
+
+    base = artifact.explain_model
+    pooled = [
+        keras.layers.GlobalAveragePooling2D(dtype="float32", name=f"ood_pool_{i}")(
+            base.get_layer(name).output
+        )
+        for i, name in enumerate(layers)
+    ]
+    probe = keras.Model(base.inputs, [base.output, *pooled], name=f"{base.name}_probe")
+    return with_tta(base, artifact.tta, probe=probe)
+
+
+def manifest_sizes(manifest) -> list[tuple[int, int] | None] | None:
+    """(width, height) of each row from the header columns verify_files adds (None where
+    unknown; None for a manifest without them)."""
+    if not {"width", "height"} <= set(manifest.columns):
+        return None
+    return [
+        (int(w), int(h)) if w > 0 and h > 0 else None
+        for w, h in zip(manifest["width"], manifest["height"], strict=True)
+    ]
+
+
+def _concatenate(parts: list[ModelOutputs]) -> ModelOutputs:
+    features = None
+    if parts and parts[0].features is not None:
+        features = [np.concatenate(f) for f in zip(*(p.features for p in parts), strict=True)]
+    return ModelOutputs(
+        np.concatenate([p.logits for p in parts]),
+        features,
+        np.concatenate([p.statistics for p in parts]),
+    )

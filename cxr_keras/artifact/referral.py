@@ -52,10 +52,18 @@ def refer(
 
 
 def referral_reasons(
-    labels: Sequence[str], probabilities, *, thresholds, std, rule: dict
+    labels: Sequence[str],
+    probabilities,
+    *,
+    thresholds,
+    std,
+    rule: dict,
+    ood_reasons: Sequence[str] = (),
 ) -> list[str]:
-    """Why one image is referred (empty: not referred): labels near their threshold, or
-    uncertain under MC dropout (``std`` per label, or None without MC dropout).
+    """Why one image is referred (empty: not referred): out of distribution
+    (``ood_reasons``, from :class:`~cxr_keras.artifact.predictor.Predictor`), labels near
+    their threshold, or uncertain under MC dropout (``std`` per label, or None without MC
+    dropout).
 
     Example:
         >>> referral_reasons(
@@ -64,7 +72,7 @@ def referral_reasons(
         ... )
         ['PNEUMONIA: probability 0.520 within 0.05 of its threshold 0.500']
     """
-    reasons = []
+    reasons = [f"out of distribution: {reason}" for reason in ood_reasons]
     for j, label in enumerate(labels):
         if abs(probabilities[j] - thresholds[j]) < rule["band"]:
             reasons.append(

@@ -3,7 +3,9 @@
     <dir>/model.keras      the Keras model (outputs logits; loads with safe_mode=True)
     <dir>/cxr_model.json   labels, image spec, preprocessing, thresholds, decision rule,
                            temperature, data config and split seed, training summary,
-                           metrics, library versions and the resolved config
+                           metrics, library versions, the resolved config, and the
+                           out-of-distribution detector's settings (``ood``)
+    <dir>/ood.npz          the detector's arrays (:mod:`cxr_keras.artifact.ood`), once fitted
 
 Stages never re-declare these settings: they read them from the artifact, so a different
 resize, label order or threshold at prediction time than at training time cannot happen.
@@ -85,6 +87,20 @@ class Artifact:
         return list((self.meta.get("model") or {}).get("tta") or [])
 
     @property
+    def ood_detector(self):
+        """The stored out-of-distribution detector (:mod:`cxr_keras.artifact.ood`), or None
+        when none was fitted (``python -m cxr_keras.evaluate --update-model`` fits one)."""
+        entry = self.meta.get("ood")
+        if not entry:
+            return None
+        from cxr_keras.artifact.ood import load_detector
+
+        try:
+            return load_detector(self.path, entry)
+        except (ValueError, KeyError) as exc:
+            raise ArtifactError(f"{self.path}: {exc}") from None
+
+    @property
     def explain_model(self):
         """The network Grad-CAM and MC dropout work on: the model itself, or the network
         inside its test-time-augmentation wrapper."""
@@ -156,6 +172,7 @@ def upgrade_meta(meta: dict) -> dict:
     meta.setdefault("decision_rule", "default")
     meta.setdefault("temperature", 1.0)
     meta.setdefault("referral", None)
+    meta.setdefault("ood", None)  # no detector: only the input checks run
     rule = (
         meta["thresholds"].get(meta["decision_rule"])
         if isinstance(meta["thresholds"], dict)
@@ -217,8 +234,11 @@ def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> 
     staging.mkdir()
     for name in (MODEL_FILE, META_FILE):
         shutil.copy2(source / name, staging / name)
-    if (source / CARD_FILE).is_file():  # the model card travels with the model
-        shutil.copy2(source / CARD_FILE, staging / CARD_FILE)
+    from cxr_keras.artifact.ood import OOD_FILE
+
+    for name in (CARD_FILE, OOD_FILE):  # the card and the detector travel with the model
+        if (source / name).is_file():
+            shutil.copy2(source / name, staging / name)
     if destination.exists():
         old = destination.with_name(f".{destination.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -97,12 +97,59 @@ def _logits(predictor, df: pd.DataFrame, batch_size: int, what: str):
     """Logits of a manifest's decodable rows, those rows, and the paths left out."""
     logits = predictor.manifest_logits(df, batch_size)
     ok = ~np.isnan(logits).any(axis=1)
+    return logits[ok], *_kept(df, ok, what)
+
+
+def _answers(predictor, df: pd.DataFrame, batch_size: int, what: str):
+    """Like :func:`_logits`, with the answers (out-of-distribution verdicts included)."""
+    answers, ok = predictor.predict_manifest(df, batch_size)
+    return answers, *_kept(df, ok, what)
+
+
+def _kept(df: pd.DataFrame, ok: np.ndarray, what: str):
     failed = [str(p) for p in df["path"][~ok]]
     for path in failed:
         log.warning("%s: %s could not be decoded; left out", what, path)
     kept = df[ok].reset_index(drop=True)
     kept.attrs = dict(df.attrs)
-    return logits[ok], kept, failed
+    return kept, failed
+
+
+def _fit_detector(artifact, *, quantile: float, batch_size: int) -> str | None:
+    """Fit and store the out-of-distribution detector on the artifact's own training and
+    validation splits; returns a note when it cannot (the splits' files are gone)."""
+    from cxr_keras.artifact.ood_fit import fit_and_store
+    from cxr_keras.evaluation.frames import artifact_manifest
+
+    try:
+        manifest = artifact_manifest(artifact)
+        train = manifest[manifest["split"] == "train"].reset_index(drop=True)
+        val = manifest[manifest["split"] == "val"].reset_index(drop=True)
+        if len(train) == 0:
+            raise ValueError("the artifact's training split has no films")
+    except (OSError, ValueError) as exc:  # ConfigError is a ValueError
+        log.warning("out-of-distribution detector not fitted: %s", exc)
+        return f"The out-of-distribution detector could not be fitted ({exc})."
+    fit_and_store(artifact, train=train, val=val if len(val) else None, quantile=quantile)
+    return None
+
+
+def _ood_summary(predictor, answers) -> dict:
+    """How many evaluated images were flagged out of distribution, and why."""
+    flagged = answers.ood
+    kinds: dict[str, int] = {}
+    for reasons in answers.ood_reasons:
+        for reason in reasons:
+            kind = reason.split(" (")[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    detector = predictor.detector
+    return {
+        "detector": detector is not None,
+        "threshold": detector.threshold if detector else None,
+        "flagged_images": int(flagged.sum()),
+        "flagged_share": float(flagged.mean()) if len(flagged) else None,
+        "reasons": kinds,
+    }
 
 
 def _threshold_table(y, p, mask, labels, thresholds: dict[str, list[float]]) -> dict:
@@ -234,6 +281,8 @@ def evaluate(
     subgroup_bootstrap: int = 200,
     referral: dict | None = None,
     threshold_estimate: str = "point",
+    refit_ood: bool = False,
+    ood_quantile: float | None = None,
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
     ``metrics.json`` content.
@@ -249,8 +298,15 @@ def evaluate(
     rule the 2.5th percentile, so its minimum sensitivity holds in 97.5 % of resamples
     rather than in half of them. Either way the spread of those resamples is reported
     (``threshold_stability``).
+
+    The out-of-distribution detector (:mod:`cxr_keras.artifact.ood`) is fitted on the
+    artifact's own training split, its threshold on its validation split, when the
+    artifact is stored and has none, or with ``refit_ood`` (``ood_quantile``: its
+    validation quantile, default 99.5%). The report gives the share of evaluated images
+    it flags.
     """
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood, sigmoid
+    from cxr_keras.artifact.ood import DEFAULT_QUANTILE
     from cxr_keras.artifact.predictor import Predictor
     from cxr_keras.artifact.referral import check_rule, refer, rule_of
     from cxr_keras.artifact.store import Artifact, load_artifact
@@ -273,17 +329,30 @@ def evaluate(
     artifact = model if isinstance(model, Artifact) else load_artifact(model)
     labels = artifact.labels
     referral_rule = check_rule({**rule_of(artifact.meta), **(referral or {})})  # fail early
-    predictor = Predictor(artifact)
     store = not is_shipped(artifact.path) or update_model
     out = Path(out) if out is not None else report_folder(artifact.path, split, data)
     (out / "figures").mkdir(parents=True, exist_ok=True)
 
     evaluated, val, source = evaluation_frames(artifact, data, split)
-    logits, evaluated, undecodable = _logits(predictor, evaluated, batch_size, "evaluated split")
+    notes: list[str] = []
+    if ood_quantile is not None and not 0.5 < ood_quantile < 1:
+        raise ValueError(f"--ood-quantile must be in (0.5, 1), got {ood_quantile}")
+    if store and (refit_ood or ood_quantile is not None or not artifact.meta.get("ood")):
+        note = _fit_detector(
+            artifact, quantile=ood_quantile or DEFAULT_QUANTILE, batch_size=batch_size
+        )
+        notes += [note] if note else []
+    elif not artifact.meta.get("ood"):
+        notes.append(
+            "This artifact has no out-of-distribution detector: only the input checks ran "
+            "(fit one with --update-model)."
+        )
+    predictor = Predictor(artifact)
+    answers, evaluated, undecodable = _answers(predictor, evaluated, batch_size, "evaluated split")
+    logits = answers.logits
     if len(evaluated) == 0:
         raise ValueError(f"no image of {source} could be decoded: nothing to evaluate")
     y, mask = label_arrays(evaluated, labels)
-    notes: list[str] = []
     if undecodable:
         notes.append(f"{len(undecodable)} images could not be decoded and are left out.")
 
@@ -395,6 +464,7 @@ def evaluate(
         "note": "images within the band of a decision threshold; predict and explain also "
         "refer on the MC-dropout standard deviation",
     }
+    result["out_of_distribution"] = _ood_summary(predictor, answers)
     if temperatures != [1.0] * len(labels):
         result["calibration"]["temperature_scaled"] = _calibration(y, probabilities, mask)
     if calibrate:

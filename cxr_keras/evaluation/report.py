@@ -259,6 +259,22 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
             f"({fmt(share if share is None else 100 * share, 1)}%) are within the band."
         )
 
+    ood = result.get("out_of_distribution")
+    if ood:
+        share = ood["flagged_share"]
+        reasons = "; ".join(f"{kind}: {n}" for kind, n in sorted(ood["reasons"].items()))
+        report.paragraph(
+            "Out of distribution (predict, explain and the app flag and refer these "
+            f"answers): {ood['flagged_images']} images "
+            f"({fmt(share if share is None else 100 * share, 1)}%) of this split"
+            + (f" ({reasons})." if reasons else ".")
+            + (
+                f" Detector threshold {ood['threshold']:.3g}."
+                if ood["detector"]
+                else " No detector is fitted: only the input checks ran."
+            )
+        )
+
     if result["subgroups"]:
         report.heading("Subgroups")
         rows = []

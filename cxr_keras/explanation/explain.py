@@ -2,7 +2,9 @@
 (``python -m cxr_keras.explain``).
 
 For each image: the probabilities and decisions (temperature and thresholds from the
-artifact), Monte Carlo dropout statistics and the referral flag (rule stored in the
+artifact), the out-of-distribution verdict with its reasons (see
+:mod:`cxr_keras.artifact.ood`; a flagged image is referred and its overlay's title says
+so), Monte Carlo dropout statistics and the referral flag (rule stored in the
 artifact), and for each explained label (default: every label at or above its threshold,
 else the most probable one) a PNG with the X-ray and one Grad-CAM overlay per target layer
 at the original image size, plus the raw maps as ``.npy``. A file that cannot be read is
@@ -110,7 +112,7 @@ def explain(
     finding is explained for its image and scored by the pointing game and IoU.
     ``checks``: also run the model-randomisation check and deletion/insertion curves.
     """
-    from cxr_keras.artifact.predictor import Predictor
+    from cxr_keras.artifact.predictor import Predictor, file_facts
     from cxr_keras.artifact.referral import refer, rule_of
     from cxr_keras.artifact.store import Artifact, load_artifact
     from cxr_keras.data.io import ImageDecodeError, load_image, read_film
@@ -161,10 +163,10 @@ def explain(
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
         x = np.stack([image for _, image in chunk])
-        logits, maps = explainer(x, indices)  # answers and maps from one forward pass
-        if artifact.tta:  # the answer averages the test-time views
-            logits = predictor.logits(x)
-        answers = predictor.from_logits(logits)
+        _, maps = explainer(x, indices)
+        colour, aspect = file_facts([path for path, _ in chunk])
+        # the answer: test-time views averaged, the detector's features from the same pass
+        answers = predictor.answer(predictor.outputs(x), colour=colour, aspect=aspect)
         mc = (
             mc_dropout(network, x, temperatures=predictor.temperatures, passes=passes)
             if passes > 1
@@ -187,11 +189,15 @@ def explain(
             original, (top, left) = read_film(path, artifact.image_spec)
             if top or left:  # boxes are in the file's pixels; the film lost a frame
                 image_boxes = [{**b, "x": b["x"] - left, "y": b["y"] - top} for b in image_boxes]
+            ood_score = float(answers.ood_scores[i])
             entry = {
                 "path": str(path),
                 "probabilities": dict(zip(names, map(float, probs), strict=True)),
                 "decisions": dict(zip(names, map(bool, answers.decisions[i]), strict=True)),
-                "refer": bool(flags[i].any()),
+                "ood": bool(answers.ood_reasons[i]),
+                "ood_score": None if np.isnan(ood_score) else ood_score,
+                "ood_reasons": answers.ood_reasons[i],
+                "refer": bool(flags[i].any()) or bool(answers.ood_reasons[i]),
                 "refer_labels": [n for j, n in enumerate(names) if flags[i, j]],
                 "explained": [],
             }
@@ -219,7 +225,9 @@ def explain(
                 title = (
                     f"{name}: p = {probs[j]:.3f} ({decided}, threshold {answers.thresholds[j]:.3f})"
                 )
-                if entry["refer"]:
+                if entry["ood"]:
+                    title += "; OUT OF DISTRIBUTION: unlike the training films, refer"
+                elif entry["refer"]:
                     title += "; refer to a radiologist"
                 png = save_overlay(
                     original,

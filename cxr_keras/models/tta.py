@@ -36,9 +36,14 @@ VIEWS = {
 }
 
 
-def with_tta(model, views: Sequence[str]):
+def with_tta(model, views: Sequence[str], *, probe=None):
     """``model`` wrapped so that its output is the mean logit over the unchanged image and
-    each named view (:data:`VIEWS`)."""
+    each named view (:data:`VIEWS`).
+
+    ``probe``: a model over the same layers whose first output is ``model``'s logits and
+    whose further outputs (features, for the out-of-distribution detector) are computed
+    on the unchanged image and returned after the mean logit, at no extra forward pass.
+    """
     import keras
 
     from cxr_keras.models.layers import TestTimeView
@@ -46,15 +51,19 @@ def with_tta(model, views: Sequence[str]):
     unknown = [v for v in views if v not in VIEWS]
     if unknown:
         raise ValueError(f"unknown test-time views {unknown}; choose from {sorted(VIEWS)}")
-    if not views:
+    if not views and probe is None:
         return model
     inputs = keras.Input(shape=model.inputs[0].shape[1:], name="image")
-    outputs = [model(inputs)]
+    if probe is None:
+        outputs, extra = [model(inputs)], []
+    else:
+        first, *extra = probe(inputs)
+        outputs = [first]
     for view in views:
         kind, amount = VIEWS[view]
         outputs.append(model(TestTimeView(kind, amount, name=f"tta_{view}")(inputs)))
-    logits = keras.layers.Average(name="tta_mean_logit")(outputs)
-    return keras.Model(inputs, logits, name=f"{model.name}_tta")
+    logits = keras.layers.Average(name="tta_mean_logit")(outputs) if views else outputs[0]
+    return keras.Model(inputs, [logits, *extra] if extra else logits, name=f"{model.name}_tta")
 
 
 def base_of(model):

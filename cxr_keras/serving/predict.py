@@ -1,9 +1,12 @@
 """Predict image files, folders and DICOMs with a model artifact (``python -m cxr_keras.predict``).
 
 Writes ``DIR/predictions.csv`` (one row per file: path, one probability column per label
-named after the label, the decision, the referral flag) and ``DIR/predictions.json`` (per
-file: probabilities with the artifact's temperature applied, decisions at its stored
-thresholds, the referral flag with its reasons, the heatmap paths with ``--gradcam``).
+named after the label, the decision, the referral flag, ``ood`` (True/False) and
+``ood_score``) and ``DIR/predictions.json`` (per file: probabilities with the artifact's
+temperature applied, decisions at its stored thresholds, the out-of-distribution verdict
+with its reasons, the referral flag with its reasons, the heatmap paths with
+``--gradcam``). An input that is out of distribution (see
+:mod:`cxr_keras.artifact.ood`) is always referred: its answer is not to be trusted.
 Folders are searched recursively. A file that cannot be used is reported by its file name
 with the reason (in the JSON, the log and the exit summary) and the others still get
 answers. Identifying DICOM tags are never read into any output.
@@ -52,19 +55,20 @@ def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[
     return unique, problems
 
 
-def _answers(artifact, predictor, manifest, logits, rule: dict, passes: int) -> list[dict]:
-    """Per file: probabilities, decisions, the referral flag and its reasons."""
+def _answers(artifact, manifest, answers, rule: dict, passes: int) -> list[dict]:
+    """Per file: probabilities, decisions, the out-of-distribution verdict, the referral
+    flag and its reasons."""
     from cxr_keras.artifact.referral import referral_reasons
     from cxr_keras.data.io import load_image
     from cxr_keras.explanation.uncertainty import mc_dropout
 
     labels = artifact.labels
-    answers = predictor.from_logits(logits)
     std = None
     if passes >= 2:
         images = np.stack([load_image(p, artifact.image_spec) for p in manifest["path"]])
+        temperatures = np.asarray(artifact.temperatures, np.float64)
         std = mc_dropout(
-            artifact.explain_model, images, temperatures=predictor.temperatures, passes=passes
+            artifact.explain_model, images, temperatures=temperatures, passes=passes
         ).std
     results = []
     for i, path in enumerate(manifest["path"]):
@@ -76,12 +80,17 @@ def _answers(artifact, predictor, manifest, logits, rule: dict, passes: int) -> 
             thresholds=answers.thresholds,
             std=None if std is None else std[i],
             rule=rule,
+            ood_reasons=answers.ood_reasons[i],
         )
+        score = answers.ood_scores[i]
         entry = {
             "path": path,
             "probabilities": {label: float(probabilities[j]) for j, label in enumerate(labels)},
             "decisions": {label: bool(answers.decisions[i, j]) for j, label in enumerate(labels)},
             "decision": "|".join(positive) or NEGATIVE,
+            "ood": bool(answers.ood_reasons[i]),
+            "ood_score": None if np.isnan(score) else float(score),
+            "ood_reasons": answers.ood_reasons[i],
             "refer": bool(reasons),
             "referral_reasons": reasons,
         }
@@ -124,12 +133,11 @@ def predict(
         problems += [{"file": Path(s[0]).name, "reason": s[2]} for s in skipped]
     results = []
     if len(manifest):
-        logits = predictor.manifest_logits(manifest, batch_size)
-        decoded = ~np.isnan(logits).any(axis=1)
+        answers, decoded = predictor.predict_manifest(manifest, batch_size)
         for path in manifest["path"][~decoded]:
             problems.append({"file": Path(path).name, "reason": "its image data cannot be decoded"})
         manifest = manifest[decoded].reset_index(drop=True)
-        results = _answers(artifact, predictor, manifest, logits[decoded], rule, passes)
+        results = _answers(artifact, manifest, answers, rule, passes)
     if gradcam and results:
         from cxr_keras.explanation.explain import explain
 
@@ -146,10 +154,12 @@ def predict(
                 **{label: e["probabilities"][label] for label in labels},  # whole, not rounded
                 "decision": e["decision"],
                 "refer": e["refer"],
+                "ood": e["ood"],
+                "ood_score": e["ood_score"],
             }
             for e in results
         ],
-        columns=["path", *labels, "decision", "refer"],
+        columns=["path", *labels, "decision", "refer", "ood", "ood_score"],
     )
     table.to_csv(out / "predictions.csv", index=False)
     document = {
@@ -158,6 +168,7 @@ def predict(
         "thresholds": dict(zip(labels, predictor.thresholds, strict=True)),
         "decision_rule": artifact.decision_rule,
         "referral_rule": rule,
+        "ood_detector": _detector_summary(predictor),
         "mc_passes": passes if passes >= 2 else 0,
         "files": results,
         "problems": problems,
@@ -166,3 +177,22 @@ def predict(
     for problem in problems:
         log.warning("%s: %s", problem["file"], problem["reason"])
     return document
+
+
+def _detector_summary(predictor) -> dict:
+    """What predictions.json says about the out-of-distribution detector it used."""
+    checks = predictor.checks.to_dict()
+    if predictor.detector is None:
+        return {
+            "fitted": False,
+            "input_checks": checks,
+            "note": "no detector in this artifact: only the input checks ran; fit one with "
+            "python -m cxr_keras.evaluate --model M --update-model",
+        }
+    return {
+        "fitted": True,
+        "threshold": predictor.detector.threshold,
+        "quantile": predictor.detector.quantile,
+        "layers": predictor.detector.layers,
+        "input_checks": checks,
+    }

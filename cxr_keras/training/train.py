@@ -28,6 +28,8 @@ from pathlib import Path
 import yaml
 
 from cxr_keras.artifact.model_card import write_model_card
+from cxr_keras.artifact.ood import OOD_FILE
+from cxr_keras.artifact.ood_fit import fit_and_store
 from cxr_keras.artifact.store import (
     META_FILE,
     MODEL_FILE,
@@ -244,7 +246,7 @@ def train(
     work = run_dir / "train"
     if overwrite:
         shutil.rmtree(work, ignore_errors=True)
-        for name in (MODEL_FILE, META_FILE):
+        for name in (MODEL_FILE, META_FILE, OOD_FILE):
             (run_dir / name).unlink(missing_ok=True)
     _check_run_dir(work, cfg)
     state = _read_state(work)
@@ -393,6 +395,10 @@ def train(
     }
     save_artifact(final, meta, run_dir)
     artifact = load_artifact(run_dir)
+    try:  # the model is saved: a detector that cannot be fitted costs no trained work
+        fit_and_store(artifact, train=train_df, val=val_df if len(val_df) else None)
+    except ValueError as exc:
+        log.warning("out-of-distribution detector not fitted (%s); evaluate fits it", exc)
     write_model_card(artifact)
     state["finished"] = True
     _write_state(work, state)
