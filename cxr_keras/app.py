@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
 from cxr_keras.cli import (
     run_cli,
     setup_logging,
 )
-from cxr_keras.serving.app import DEFAULT_MAX_MB, build_app
+from cxr_keras.serving.app import DEFAULT_MAX_MB, build_app, private_upload_folder
 
 __all__ = ["main"]
 
 log = logging.getLogger("cxr_keras.app")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    # SIGTERM (a service manager's stop) ends the server like Ctrl-C does, so the exit
+    # handlers run and the uploads folder is removed
+    signal.signal(signal.SIGTERM, _interrupt)
+    uploads = private_upload_folder()  # before Gradio reads GRADIO_TEMP_DIR; gone at exit
+    log.info("uploads go to %s and are deleted once analysed", uploads)
     try:
         import gradio  # noqa: F401
     except ImportError:

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 
 from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.sample_data import sample_files
@@ -104,8 +105,8 @@ def test_uploads_over_the_limit_are_refused(trained_artifact, tmp_path):
 
 def test_render_case_always_fills_every_output(analyzer, bad_files, monkeypatch):
     good = render_case(analyzer, str(sample_files("kermany")[0]))
-    assert len(good) == 7
-    status, summary, bars, referral, overlays, preview, details = good
+    assert len(good) == 8
+    status, summary, bars, referral, overlays, preview, details, warning = good
     assert status == ""  # no error shown
     assert "cxr-probability" in bars and "PNEUMONIA" in bars
     assert ("Top finding" in summary) or ("No finding" in summary)
@@ -113,10 +114,11 @@ def test_render_case_always_fills_every_output(analyzer, bad_files, monkeypatch)
     assert len(overlays) == 1 and preview.dtype == np.uint8
     assert details["decision"] in {"PNEUMONIA", "negative"}
 
+    assert details["ood"] is (warning != "") and "ood_score" in details
     refused = render_case(analyzer, str(bad_files["truncated.jpeg"][0]))
-    assert len(refused) == 7
+    assert len(refused) == 8
     assert "truncated.jpeg" in refused[0] and "truncated" in refused[0]
-    assert refused[1:] == ("", "", "", [], None, None)
+    assert refused[1:] == ("", "", "", [], None, None, "")
     assert "first" in render_case(analyzer, None)[0]
 
     def fail(*args, **kwargs):
@@ -124,7 +126,7 @@ def test_render_case_always_fills_every_output(analyzer, bad_files, monkeypatch)
 
     monkeypatch.setattr(analyzer, "analyze", fail)
     crashed = render_case(analyzer, str(sample_files("kermany")[0]))
-    assert len(crashed) == 7 and "internal error" in crashed[0]
+    assert len(crashed) == 8 and "internal error" in crashed[0]
 
 
 def test_examples_are_the_clearest_and_the_most_uncertain_films(trained_artifact, analyzer):
@@ -188,3 +190,41 @@ def test_http_api_answers_and_the_model_loads_once(trained_artifact, bad_files, 
         assert again["probabilities"] == details["probabilities"]
     finally:
         app.close()
+
+
+def test_an_image_unlike_the_training_films_is_warned_about_and_referred(analyzer, tmp_path):
+    photo = tmp_path / "holiday.png"
+    rgb = np.random.default_rng(0).uniform(0, 255, (300, 400, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(photo)
+    outputs = render_case(analyzer, str(photo))
+    warning, details = outputs[7], outputs[6]
+    assert "unlike the films this model was trained on" in warning
+    assert "a colour image" in warning
+    assert details["ood"] is True and details["refer"] is True
+    assert details["referral_reasons"][0].startswith("out of distribution: a colour image")
+    assert "Referral: yes" in outputs[3]
+
+
+def test_the_page_states_intended_use_and_limits(trained_artifact):
+    from cxr_keras.serving.app import intended_use_markdown
+
+    text = intended_use_markdown(trained_artifact)
+    assert text.startswith("**Intended use:**") and "**Not for:**" in text
+    assert "Known limits" in text and "Grad-CAM heatmaps show where" in text
+
+
+def test_uploads_are_deleted_once_analysed_and_nothing_else_is(tmp_path, monkeypatch):
+    from cxr_keras.serving.app import forget_upload
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    upload = tmp_path / "uploads" / "3f2a" / "patient.dcm"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"DICM tags")
+    elsewhere = tmp_path / "mine" / "film.png"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"png")
+    forget_upload(str(upload))
+    forget_upload(str(elsewhere))
+    forget_upload(None)
+    assert not upload.exists() and not upload.parent.exists()
+    assert (tmp_path / "uploads").is_dir() and elsewhere.exists()

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cxr_keras.artifact.predictor import Predictor
@@ -57,11 +58,18 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(trained_artifact, tmp_path_factory):
+def app_temp(tmp_path_factory) -> Path:
+    """The app process's temporary folder, where it makes its uploads folder."""
+    return tmp_path_factory.mktemp("app_temp")
+
+
+@pytest.fixture(scope="module")
+def app_url(trained_artifact, tmp_path_factory, app_temp):
     """The app's URL, served by the real command line in its own process."""
     _chromium()  # skip before paying for a server
     port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
+    temp = app_temp
     command = [
         sys.executable,
         "-m",
@@ -77,7 +85,7 @@ def app_url(trained_artifact, tmp_path_factory):
         process = subprocess.Popen(
             command,
             cwd=log_path.parent,
-            env=subprocess_env(),
+            env={**subprocess_env(), "TMPDIR": str(temp)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -103,6 +111,8 @@ def app_url(trained_artifact, tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+    # a stopped app leaves no upload behind (a DICOM's tags hold names and dates)
+    assert not list(temp.glob("cxr-keras-uploads-*")), log_path.read_text()[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +208,47 @@ def test_an_example_case_runs_when_clicked(page):
         assert "Top finding" in summary
     elif caption == "clear negative":
         assert "No finding at or above its threshold" in summary
+
+
+def test_an_image_unlike_the_training_films_gets_a_warning(page, tmp_path):
+    import sklearn.datasets
+
+    photo = tmp_path / "photograph.jpg"
+    shutil.copy(Path(sklearn.datasets.__file__).parent / "images" / "china.jpg", photo)
+    _upload(page, photo)
+    page.wait_for_function(
+        "() => document.querySelector('#ood-warning').innerText.includes('unlike the films')",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    warning = page.locator("#ood-warning").inner_text()
+    assert "not to be trusted" in warning and "a colour image" in warning
+    referral = page.locator("#referral").inner_text()
+    assert referral.startswith("Referral: yes") and "out of distribution" in referral
+    assert "Intended use:" in page.locator("#intended-use").inner_text()
+    assert "Known limits" in page.locator("#intended-use").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "out_of_distribution.png"), full_page=True)
+
+
+def test_a_16_bit_png_with_12_bit_values_reads_like_the_film(
+    page, trained_artifact, tmp_path, app_temp
+):
+    from PIL import Image
+
+    film = sample_files("kermany")[-1]
+    values = np.asarray(Image.open(film).convert("L"), np.uint16) * 16  # 0..4080: 12 bits
+    png = tmp_path / "film_12bit.png"
+    Image.fromarray(values.astype(np.uint16)).save(png)
+    expected = Predictor(trained_artifact).predict_files([film]).probabilities[0, 0]
+    _upload(page, png)
+    shown = page.locator("#probabilities .cxr-probability")
+    shown.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert float(shown.inner_text()) == pytest.approx(expected, abs=0.011)
+    assert "tiny part of the range" not in page.locator("#ood-warning").inner_text()
+    assert page.locator("#preview img").count() == 1
+    page.wait_for_function(  # the analysis is over and its upload is gone
+        "() => document.querySelector('#summary').innerText.includes('film_12bit.png')",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    uploads = list(app_temp.glob("cxr-keras-uploads-*"))
+    assert len(uploads) == 1  # the app's own folder, while it runs
+    assert list(uploads[0].rglob("film_12bit.png")) == []

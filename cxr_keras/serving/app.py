@@ -5,8 +5,11 @@ Needs the ``[app]`` extra (``pip install 'cxr-keras[app]'``: Gradio). The page t
 JPEG or DICOM and shows each label's probability as a bar against its threshold, the
 decision at the artifact's stored thresholds, the referral flag with its reason, a
 Grad-CAM overlay per positive label and a short summary with the model's card (name,
-decision rule, validation metrics). Example cases come from the bundled sample, chosen
-by the model at start: its clearest positive, clearest negative and most uncertain film.
+decision rule, validation metrics). The model's intended use and its limits are on the
+page, and an image unlike the films the model was trained on (see
+:mod:`cxr_keras.artifact.ood`) gets a prominent warning and is referred. Example cases
+come from the bundled sample, chosen by the model at start: its clearest positive,
+clearest negative and most uncertain film.
 Uploads over the size limit, non-images, corrupt files and non-chest DICOMs get a message
 in the page; nothing an upload does stops the server. The model loads once, at start.
 
@@ -16,6 +19,8 @@ The same analysis is an HTTP API (``/analyze``) for scripts::
     Client("http://127.0.0.1:7860/").predict(handle_file("chest.png"), api_name="/analyze")
 
 It binds to 127.0.0.1 unless ``--host`` says otherwise: it has no authentication.
+Uploads (a DICOM holds names and dates in its tags) are deleted once analysed, and the
+app's whole upload folder when it shuts down (:func:`private_upload_folder`).
 
 Example:
     >>> app = build_app(load_artifact("runs/demo"))  # doctest: +SKIP
@@ -27,13 +32,23 @@ from __future__ import annotations
 import html
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_keras.core.result_names import RANKING_METRICS
 from cxr_keras.serving.case_analysis import DEFAULT_MAX_MB
 
-__all__ = ["DISCLAIMER", "build_app", "model_card_markdown", "render_case"]
+__all__ = [
+    "DISCLAIMER",
+    "build_app",
+    "forget_upload",
+    "intended_use_markdown",
+    "model_card_markdown",
+    "ood_warning_markdown",
+    "private_upload_folder",
+    "render_case",
+]
 
 log = logging.getLogger("cxr_keras.app")
 # no usage reporting from a tool that may run beside patient data (read when gradio loads)
@@ -78,6 +93,33 @@ def model_card_markdown(artifact) -> str:
         title = RANKING_METRICS["roc_auc"]
         lines.append(f"**Evaluation** on `{split}`: {title} {auc:.3f}{interval}{images}")
     return "  \n".join(lines)
+
+
+def intended_use_markdown(artifact) -> str:
+    """The model's intended use, what it is not for, and its known limits (its card's)."""
+    from cxr_keras.artifact.model_card import intended_use
+
+    use = intended_use(artifact.meta)
+    limits = "\n".join(f"- {html.escape(limit)}" for limit in use["limitations"])
+    return (
+        f"**Intended use:** {html.escape(use['intended_use'])}  \n"
+        f"**Not for:** {html.escape(use['out_of_scope'])}  \n"
+        "Images unlike the films this model was trained on are flagged and referred.\n\n"
+        f"**Known limits:**\n{limits}"
+    )
+
+
+def ood_warning_markdown(result) -> str:
+    """A prominent warning for an out-of-distribution image (empty for one in scope)."""
+    if not result.ood:
+        return ""
+    reasons = "\n".join(f"- {html.escape(reason)}" for reason in result.ood_reasons)
+    return (
+        "## ⚠ This image is unlike the films this model was trained on\n"
+        "The answer below is not to be trusted and the image is referred to a radiologist. "
+        "Check that it is a chest radiograph of the kind the model is for (see its intended "
+        f"use).\n{reasons}"
+    )
 
 
 def _bars_html(result) -> str:
@@ -127,11 +169,13 @@ def _referral_markdown(result) -> str:
 
 def render_case(analyzer, path) -> tuple:
     """The page's outputs for one upload: (status, summary, bars, referral, overlays,
-    preview, details). A refused upload fills only the status; an unexpected failure is
-    logged and reported the same way, so no upload stops the server."""
+    preview, details, out-of-distribution warning). A refused upload fills only the
+    status; an unexpected failure is logged and reported the same way, so no upload stops
+    the server."""
     from cxr_keras.serving.case_analysis import UploadError
 
-    empty = ("", "", "", [], None, None)  # summary, bars, referral, overlays, preview, details
+    # summary, bars, referral, overlays, preview, details, warning
+    empty = ("", "", "", [], None, None, "")
     if path is None:
         return ("Upload a PNG, JPEG or DICOM chest X-ray first.", *empty)
     name = Path(path).name
@@ -151,7 +195,41 @@ def render_case(analyzer, path) -> tuple:
         [(image, caption) for image, caption in result.overlays],
         result.preview,
         result.to_dict(),
+        ood_warning_markdown(result),
     )
+
+
+def private_upload_folder() -> Path:
+    """A fresh folder, readable by this user only, for the app's uploads (Gradio's
+    ``GRADIO_TEMP_DIR``), removed when the process exits: uploaded DICOMs carry names and
+    dates in their tags, and Gradio's shared cache would keep them after shutdown."""
+    import atexit
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="cxr-keras-uploads-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def forget_upload(path) -> None:
+    """Delete an uploaded file once it is analysed, and its folder when that is empty,
+    if it lies in Gradio's upload folder (never a file the app was started with)."""
+    if not path:
+        return
+    path = Path(path).resolve()
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    root = root.resolve()
+    if root not in path.parents:
+        return
+    path.unlink(missing_ok=True)
+    for folder in path.parents:
+        if folder == root:
+            break
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            break
 
 
 def build_app(
@@ -177,14 +255,19 @@ def build_app(
     log.info("examples: %s", ", ".join(f"{p.name} ({c})" for p, c in cases) or "none")
 
     def analyze(path):
-        return render_case(analyzer, path)
+        try:
+            return render_case(analyzer, path)
+        finally:
+            forget_upload(path)  # no upload (DICOM tags included) outlives its analysis
 
     def run_example(path):  # its own name: Gradio names an event's API after its function
         return render_case(analyzer, path)
 
-    with gr.Blocks(title="cxr-keras", analytics_enabled=False) as app:
+    # delete_cache: Gradio also deletes what this app cached when the server shuts down
+    with gr.Blocks(title="cxr-keras", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown("# cxr-keras · chest X-ray classification with Grad-CAM")
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
+        gr.Markdown(intended_use_markdown(artifact), elem_id="intended-use")
         # outputs are made first and placed later, so the examples can name them
         status = gr.Markdown(elem_id="status", render=False)
         summary = gr.Markdown(elem_id="summary", render=False)
@@ -202,7 +285,8 @@ def build_app(
             label="The film as read", elem_id="preview", interactive=False, height=320, render=False
         )
         details = gr.JSON(elem_id="details", render=False)
-        outputs = [status, summary, bars, referral, overlays, preview, details]
+        warning = gr.Markdown(elem_id="ood-warning", render=False)
+        outputs = [status, summary, bars, referral, overlays, preview, details, warning]
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(
@@ -225,7 +309,7 @@ def build_app(
                     )
                 preview.render()
             with gr.Column(scale=1):
-                for component in (status, summary, bars, referral, overlays):
+                for component in (status, warning, summary, bars, referral, overlays):
                     component.render()
         with gr.Accordion("API result (JSON)", open=False):
             details.render()

@@ -5,7 +5,8 @@ explainer and the MC-dropout sampler are built at start, never per request). For
 upload it checks the size, reads the file with the same checks as every other stage (a
 non-image, a corrupt file or a non-chest DICOM is refused with its reason), then returns a
 :class:`CaseResult`: per-label probabilities with the artifact's temperature, decisions at
-its stored thresholds, the referral flag with its reasons (the rule stored in the
+its stored thresholds, the out-of-distribution verdict with its reasons (a flagged image is
+always referred), the referral flag with its reasons (the rule stored in the
 artifact), a Grad-CAM overlay per positive label (the most probable label when none is
 positive) and a preview of the film as read. A refused upload raises
 :class:`UploadError`, whose message names the file (never the server's temporary path)
@@ -71,6 +72,13 @@ class CaseResult:
     referral_reasons: list[str]
     preview: np.ndarray  # uint8 (h, w): the film as the model read it
     overlays: list[tuple[np.ndarray, str]] = field(default_factory=list)  # (RGB, caption)
+    ood_reasons: list[str] = field(default_factory=list)  # empty: like the training films
+    ood_score: float | None = None  # None: the artifact has no detector
+
+    @property
+    def ood(self) -> bool:
+        """The image is out of distribution: its answer is not to be trusted."""
+        return bool(self.ood_reasons)
 
     @property
     def decision(self) -> str:
@@ -91,6 +99,9 @@ class CaseResult:
             "thresholds": {f.label: f.threshold for f in self.findings},
             "decisions": {f.label: f.positive for f in self.findings},
             "decision": self.decision,
+            "ood": self.ood,
+            "ood_score": self.ood_score,
+            "ood_reasons": self.ood_reasons,
             "refer": self.refer,
             "referral_reasons": self.referral_reasons,
             "overlays": [caption for _, caption in self.overlays],
@@ -154,7 +165,10 @@ class CaseAnalyzer:
         path = Path(path)
         name = name or path.name
         if not path.is_file():
-            raise UploadError(f"{name}: no file was received")
+            raise UploadError(
+                f"{name}: no file was received (an upload is deleted once analysed: "
+                "upload it again)"
+            )
         size = path.stat().st_size
         if size > self.max_bytes:
             raise UploadError(
@@ -172,14 +186,19 @@ class CaseAnalyzer:
     def analyze(self, path: str | os.PathLike, name: str | None = None) -> CaseResult:
         """Answer one file; ``name`` is the file name to show (default: the path's)."""
         from cxr_keras.artifact.referral import referral_reasons
+        from cxr_keras.data.input_checks import colour_content
         from cxr_keras.explanation.overlays import blend, to_original
 
         name = name or Path(path).name
         original, x = self.read(path, name)
-        logits, maps = self.explainer(x[None], range(len(self.labels)))  # one forward pass
-        if self.artifact.tta:  # the answer averages the test-time views
-            logits = self.predictor.logits(x[None])
-        answers = self.predictor.from_logits(logits)
+        _, maps = self.explainer(x[None], range(len(self.labels)))
+        # the answer: test-time views averaged, the detector's features from the same pass
+        height, width = original.shape[:2]
+        answers = self.predictor.answer(
+            self.predictor.outputs(x[None]),
+            colour=[colour_content(path)],
+            aspect=[width / height],
+        )
         probabilities, thresholds = answers.probabilities[0], answers.thresholds
         std = None
         if self.sampler is not None:
@@ -195,11 +214,24 @@ class CaseAnalyzer:
             for j, label in enumerate(self.labels)
         ]
         reasons = referral_reasons(
-            self.labels, probabilities, thresholds=thresholds, std=std, rule=self.rule
+            self.labels,
+            probabilities,
+            thresholds=thresholds,
+            std=std,
+            rule=self.rule,
+            ood_reasons=answers.ood_reasons[0],
         )
-        result = CaseResult(name, findings, bool(reasons), reasons, _as_uint8(original))
+        score = float(answers.ood_scores[0])
+        result = CaseResult(
+            name,
+            findings,
+            bool(reasons),
+            reasons,
+            _as_uint8(original),
+            ood_reasons=answers.ood_reasons[0],
+            ood_score=None if np.isnan(score) else score,
+        )
         shown = [f for f in findings if f.positive] or [result.top]
-        height, width = original.shape[:2]
         for finding in shown:
             j = self.labels.index(finding.label)
             heat = to_original(
