@@ -37,11 +37,23 @@ def test_export_matches_the_keras_model(fmt, trained_artifact, tmp_path):
     # the sidecar names the tensors the format's own runtime feeds and returns
     fed = _run_by_sidecar_names(target, fmt, sidecar, images)
     np.testing.assert_allclose(fed, expected, atol=TOLERANCE)
+    # the out-of-distribution score comes out of the same graph, named by the sidecar
+    answers = Predictor(trained_artifact).predict(images)
+    _, scores = exported_predict_fn(target, fmt, ood=True)(images)
+    np.testing.assert_allclose(scores, answers.ood_scores, rtol=1e-3)
+    ood = sidecar["ood"]
+    assert ood["threshold"] == trained_artifact.ood_detector.threshold
+    assert set(ood["input_checks"]) == {"min_std", "min_range", "max_colour", "aspect"}
+    named = _run_by_sidecar_names(target, fmt, sidecar, images, output=ood["output"]["name"])
+    np.testing.assert_allclose(named, answers.ood_scores, rtol=1e-3)
+    assert sidecar["check"]["max_rel_ood_score_difference"] < 1e-3
 
 
-def _run_by_sidecar_names(target, fmt: str, sidecar: dict, images: np.ndarray) -> np.ndarray:
+def _run_by_sidecar_names(
+    target, fmt: str, sidecar: dict, images: np.ndarray, output: str | None = None
+) -> np.ndarray:
     """The export run the way a deployment reads the sidecar: tensors by their names."""
-    name_in, name_out = sidecar["input"]["name"], sidecar["output"]["name"]
+    name_in, name_out = sidecar["input"]["name"], output or sidecar["output"]["name"]
     if fmt == "onnx":
         import onnxruntime as ort
 
