@@ -70,10 +70,12 @@ test: lint browser
 	$(PY) -m pytest
 
 bench: install
+	$(PIP) install --quiet --constraint requirements/constraints.txt --editable ".[bench]"
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/explain_speed.py
 	$(PY) benchmarks/app_load.py
+	$(PY) benchmarks/ood.py
 
 # The lower bounds of setup.cfg, verified: the same suite on requirements/minimums.txt.
 test-minimums:
