@@ -222,6 +222,10 @@ def test_multilabel_with_masked_labels_and_subgroups(tmp_path):
     assert set(result["subgroups"]) == {"sex", "age band", "view"}
     assert sum(g["images"] for g in result["subgroups"]["sex"].values()) == len(manifest)
     assert set(result["subgroups"]["view"]) <= {"PA", "AP"}
+    # multi-label models get an out-of-distribution detector too (classes: any finding)
+    assert artifact.meta["ood"]["fitted_on"]["images"] > 0
+    assert result["out_of_distribution"]["detector"] is True
+    assert 0 <= result["out_of_distribution"]["flagged_share"] <= 1
     shutil.rmtree(tmp_path / "nih" / "train", ignore_errors=True)
 
 

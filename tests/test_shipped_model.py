@@ -115,3 +115,34 @@ def test_app_case_analysis_with_the_shipped_model(shipped):
     assert result.findings[0].label == "PNEUMONIA"
     assert 0.0 <= result.findings[0].probability <= 1.0
     assert result.overlays and result.overlays[0][0].ndim == 3
+
+
+def test_the_shipped_detector_flags_pictures_that_are_not_chest_films(shipped, tmp_path):
+    """Grayscale photographs (no colour to give them away), a blank and a noise image are
+    flagged by the detector itself; the bundled chest films are not flagged."""
+    from pathlib import Path
+
+    import matplotlib
+    import sklearn.datasets
+    from PIL import Image
+
+    detector = shipped.ood_detector
+    assert detector is not None and detector.quantile == shipped.meta["ood"]["quantile"]
+    assert shipped.meta["ood"]["threshold_from"] == {"split": "val", "images": 785}
+    photos = [
+        Path(sklearn.datasets.__file__).parent / "images" / "china.jpg",
+        Path(sklearn.datasets.__file__).parent / "images" / "flower.jpg",
+        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+    ]
+    odd = []
+    for photo in photos:
+        odd.append(tmp_path / f"{photo.stem}_gray.png")
+        Image.open(photo).convert("L").save(odd[-1])
+    rng = np.random.default_rng(0)
+    odd.append(tmp_path / "noise.png")
+    Image.fromarray(rng.uniform(0, 255, (300, 300)).astype(np.uint8)).save(odd[-1])
+    answers = Predictor(shipped).predict_files(odd)
+    assert (answers.ood_scores > detector.threshold).all(), answers.ood_scores
+    assert answers.ood.all()
+    films = Predictor(shipped).predict_files(sample_files("kermany"))
+    assert not films.ood.any(), [r for r in films.ood_reasons if r]

@@ -22,7 +22,7 @@ from pathlib import Path
 from cxr_keras.artifact.store import CARD_FILE
 from cxr_keras.core.result_names import THRESHOLD_METRICS
 
-__all__ = ["CARD_FILE", "model_card", "write_model_card"]
+__all__ = ["CARD_FILE", "intended_use", "model_card", "write_model_card"]
 
 #: the rates at each stored threshold the card shows (titles: the metric registry)
 CARD_RATES = ("accuracy", "sensitivity", "specificity")
@@ -248,15 +248,69 @@ def _decision_section(meta: dict, labels: list[str]) -> list[str]:
     return lines
 
 
+def intended_use(meta: dict) -> dict:
+    """What a model is for, what it is not for, and its known limits, as its card and the
+    app state them: ``{"intended_use": str, "out_of_scope": str, "limitations": [str]}``.
+
+    Example:
+        >>> intended_use({})["out_of_scope"]
+        'Clinical use: this is not a medical device.'
+    """
+    card = _card(meta)
+    return {
+        "intended_use": card.get("intended_use") or "Research and education.",
+        "out_of_scope": card.get("out_of_scope") or "Clinical use: this is not a medical device.",
+        "limitations": [*(card.get("limitations") or []), *STANDING_LIMITS],
+    }
+
+
+def _ood_section(meta: dict) -> list[str]:
+    ood = meta.get("ood")
+    lines = ["## Out-of-distribution detection", ""]
+    if not ood:
+        return [
+            *lines,
+            "No detector is fitted: answers carry only the input checks (a near-constant "
+            "image, a tiny value range, colour, an odd aspect ratio). Fit one with "
+            "`python -m cxr_keras.evaluate --model <folder> --update-model`.",
+        ]
+    checks = ood.get("input_checks") or {}
+    fitted, source = ood.get("fitted_on") or {}, ood.get("threshold_from") or {}
+    rates = ood.get("flag_rate") or {}
+    rate = rates.get(source.get("split"))
+    aspect = checks.get("aspect") or ["?", "?"]
+    return [
+        *lines,
+        "Every answer says whether the input is unlike the training films (`ood` and "
+        "`ood_score` in `predict`'s output, a warning in the app); a flagged answer is "
+        "referred and is not to be trusted.",
+        "",
+        f"- Detector: Mahalanobis distance (Lee et al. 2018) of the spatially averaged "
+        f"activations of {', '.join(f'`{name}`' for name in ood.get('layers', []))}, with "
+        f"one mean per class and a shared covariance with Ledoit-Wolf shrinkage, fitted on "
+        f"the {fitted.get('images', '?')} {fitted.get('split', 'train')} films; each "
+        "layer's distance is divided by its training median and the largest counts.",
+        f"- Threshold {_num(ood.get('threshold'))}: the {_pct(ood.get('quantile'))} quantile "
+        f"of the scores of the {source.get('images', '?')} {source.get('split', '?')} films "
+        f"(in distribution only; it flags {_pct(rate)} of them).",
+        f"- Input checks before the model: standard deviation below {checks.get('min_std')}, "
+        f"values spanning less than {checks.get('min_range')} of the range, colour content "
+        f"above {checks.get('max_colour')}, width / height outside "
+        f"{aspect[0]}-{aspect[1]}.",
+        "- `benchmarks/ood.py` measures it on validation films, adult chest films, "
+        "photographs, other medical images and synthetic images.",
+        *[f"- Note: {note}" for note in ood.get("notes") or []],
+    ]
+
+
 def model_card(artifact) -> str:
     """The card's Markdown for a loaded artifact."""
     from cxr_keras import __version__
 
     meta = artifact.meta
     labels = artifact.labels
-    card = _card(meta)
-    intended = card.get("intended_use") or "Research and education."
-    out_of_scope = card.get("out_of_scope") or "Clinical use: this is not a medical device."
+    use = intended_use(meta)
+    intended, out_of_scope = use["intended_use"], use["out_of_scope"]
     lines = [
         f"# Model card: {meta.get('name') or artifact.path.name}",
         "",
@@ -280,9 +334,11 @@ def model_card(artifact) -> str:
         "",
         *_decision_section(meta, labels),
         "",
+        *_ood_section(meta),
+        "",
         "## Known limits",
         "",
-        *[f"- {limit}" for limit in [*(card.get("limitations") or []), *STANDING_LIMITS]],
+        *[f"- {limit}" for limit in use["limitations"]],
         "",
     ]
     return "\n".join(lines)

@@ -46,7 +46,9 @@ class Prediction:
     labels: list[str]
     thresholds: list[float]
     ood_scores: np.ndarray | None = None  # (n,); NaN where no detector is fitted
-    ood_reasons: list[list[str]] = field(default_factory=list)  # per image; empty: in scope
+    # per image, empty when in scope; the whole list is empty when no verdict was made
+    # (:meth:`Predictor.from_logits` alone makes none: use :meth:`Predictor.answer`)
+    ood_reasons: list[list[str]] = field(default_factory=list)
 
     @property
     def ood(self) -> np.ndarray:
@@ -244,7 +246,7 @@ def file_facts(paths, *, sizes=None) -> tuple[list[float], list[float | None]]:
             try:
                 header = read_header(path)
                 size = (header.width, header.height)
-            except ValueError:
+            except (OSError, ValueError):  # not readable here (a shard's source): unchecked
                 size = None
         aspect.append(size[0] / size[1] if size and size[1] > 0 else None)
     return colour, aspect
