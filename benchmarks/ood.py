@@ -123,18 +123,14 @@ def main() -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     rates = {}
+    threshold = artifact.ood_detector.threshold
     for name, doc in documents.items():
         files, refused = doc["files"], len(doc["problems"])
         flagged = sum(f["ood"] for f in files) + refused  # refused with a reason: flagged
         total = len(files) + refused
         rates[name] = flagged / max(total, 1)
         detector_only = (
-            np.mean(
-                [
-                    f["ood_score"] is not None and f["ood_score"] > artifact.ood_detector.threshold
-                    for f in files
-                ]
-            )
+            np.mean([f["ood_score"] is not None and f["ood_score"] > threshold for f in files])
             if files
             else float("nan")
         )

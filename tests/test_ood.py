@@ -87,7 +87,9 @@ def test_input_checks_name_each_kind_of_unusable_input(tmp_path):
     dim = image_statistics(film * 0.06)  # a 12-bit film read as 16-bit: almost black
     assert any("tiny part of the range" in r for r in checks.reasons(
         std=dim[0], spread=dim[1], colour=0.0, aspect=1.0))  # fmt: skip
-    assert "aspect ratio 5.00" in checks.reasons(std=std, spread=spread, colour=0, aspect=5.0)[0]
+    assert checks.reasons(std=std, spread=spread, colour=0, aspect=5.0) == [
+        "aspect ratio out of range (5.00, not 0.5-3.5)"
+    ]
     # colour: a photograph has it, a film saved as RGB has none
     photo = tmp_path / "photo.png"
     rgb = np.zeros((40, 60, 3), np.uint8)
@@ -179,3 +181,29 @@ def test_older_artifact_without_detector_answers_and_evaluate_fits_one(
     assert fitted["threshold"] > 0 and (old / OOD_FILE).is_file()
     assert result["out_of_distribution"]["detector"] is True
     assert "Out of distribution" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_unusable_scores_and_files_never_pass_silently(trained_artifact, tmp_path):
+    from cxr_keras.artifact.predictor import ModelOutputs, Predictor
+
+    # a missing source file (a shard's, say) has no colour to measure: no crash
+    assert colour_content(tmp_path / "not_here.png") == 0.0
+    # a non-finite validation score cannot move the threshold; none at all is an error
+    rng = np.random.default_rng(2)
+    train = [rng.normal(size=(300, 4))]
+    val = [np.vstack([rng.normal(size=(99, 4)), np.full((1, 4), np.nan)])]
+    detector = fit_detector(train, groups=np.zeros(300, int), val_features=val, layers=["x"])
+    assert np.isfinite(detector.threshold)
+    with pytest.raises(ValueError, match="no finite"):
+        fit_detector(train, groups=np.zeros(300, int), val_features=[val[0][-1:]], layers=["x"])
+    # a non-finite score or image is flagged, never answered as in distribution
+    predictor = Predictor(trained_artifact)
+    widths = [f.shape[1] for f in predictor.outputs(np.zeros((1, 64, 64, 1))).features]
+    features = [np.full((1, w), np.nan) for w in widths]
+    outputs = ModelOutputs(np.zeros((1, 1)), features, np.array([[np.nan, np.nan]]))
+    reasons = predictor.answer(outputs).ood_reasons[0]
+    assert "non-finite values in the image" in reasons
+    assert "the out-of-distribution score is not finite" in reasons
+    # no images: an empty answer, not a crash
+    empty = predictor.predict(np.zeros((0, 64, 64, 1), np.float32))
+    assert empty.probabilities.shape == (0, 1) and empty.ood_reasons == []

@@ -160,8 +160,10 @@ def test_shard_cli_then_train_and_evaluate_without_the_original_files(tmp_path):
     artifact = train(cfg, run_dir=tmp_path / "run", progress=False)
     saved = read_manifest(tmp_path / "run" / "train" / "manifest.csv")
     assert len(saved) == 262 and saved.attrs["shards"]["root"] == str(out)  # resumes read shards
+    assert artifact.meta["ood"]["fitted_on"]["images"] > 0  # the detector read the shards
     report = evaluate(artifact, split="test", out=tmp_path / "report", bootstrap=100)
     assert report["evaluated"]["images"] == index["splits"]["test"]["images"]
+    assert report["out_of_distribution"]["detector"] is True
     for name in ("errors", "samples"):  # the film grids read the shards too
         assert (tmp_path / "report" / report["figures"][name]).stat().st_size > 1000
 

@@ -117,8 +117,8 @@ class OODDetector:
 
 def detector_layers(model, *, limit: int = MAX_LAYERS) -> list[str]:
     """The layers the detector reads: the activation layers (ReLU / Activation with a
-    feature map) of the network's last half, up to ``limit``, evenly spaced, ending at the
-    last one."""
+    feature map larger than 1 x 1) of the network's last half, up to ``limit``, evenly
+    spaced, ending at the last one."""
     import keras
 
     found = [
@@ -126,7 +126,8 @@ def detector_layers(model, *, limit: int = MAX_LAYERS) -> list[str]:
         for layer in model.layers
         if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation))
         and len(layer.output.shape) == 4
-    ]
+        and all(side is None or side > 1 for side in layer.output.shape[1:3])
+    ]  # feature maps only: not squeeze-excitation gates (1 x 1)
     if not found:
         raise ValueError(f"{model.name}: no activation layer with a feature map to read")
     half = found[len(found) // 2 :]
@@ -198,6 +199,9 @@ def fit_detector(
     detector.scales = [float(max(s, 1e-12)) for s in np.median(raw, axis=0)]
     reference = val_features if val_features is not None else train_features
     scores = detector.score(reference)
+    scores = scores[np.isfinite(scores)]
+    if len(scores) == 0:
+        raise ValueError("no finite out-of-distribution score to set the threshold from")
     detector.threshold = _midway_quantile(scores, quantile)
     detector.summary = {
         "fitted_on": {"split": "train", "images": len(train_features[0])},

@@ -61,12 +61,17 @@ def fit_and_store(
 
     if len(train) < 2:
         raise ValueError("fitting the out-of-distribution detector needs training films")
+    sharded = "shards" in train.attrs  # the source files need not be here
     train_out, train = features_of(train, "training split")
+    if len(train) < 2:
+        raise ValueError("fewer than 2 training films could be decoded: no detector fitted")
     y, _ = label_arrays(train, artifact.labels)
     groups = (np.nan_to_num(y) > 0).any(axis=1).astype(int)  # no finding / a finding
     val_out = None
     if val is not None and len(val):
         val_out, val = features_of(val, "validation split")
+        if len(val) == 0:  # none decoded: the threshold falls back to the training split
+            val_out = None
     detector = fit_detector(
         train_out.features,
         groups=groups,
@@ -83,7 +88,7 @@ def fit_and_store(
             f"only {len(val)} validation films: the {quantile:.1%} quantile is rough; "
             "evaluate with a larger validation split"
         )
-    if val_out is not None:  # the input checks' share on in-distribution films
+    if val_out is not None and not sharded:  # the input checks' share on validation films
         colour, aspect = file_facts(list(val["path"]), sizes=manifest_sizes(val))
         checked = [
             detector.checks.reasons(

@@ -75,7 +75,8 @@ class Predictor:
 
     def __init__(self, artifact: Artifact, *, feature_layers: list[str] | None = None):
         """``feature_layers``: return these layers' pooled features instead of applying
-        the stored detector (to fit a detector)."""
+        the stored detector (to fit a detector; the logits then come without the
+        test-time views, which features do not need)."""
         self.artifact = artifact
         self.labels = artifact.labels
         self.spec = artifact.image_spec
@@ -97,7 +98,7 @@ class Predictor:
         same forward pass as the logits (the artifact's model itself without a detector)."""
         if self._answer_model is None:
             self._answer_model = (
-                feature_model(self.artifact, self.feature_layers)
+                feature_model(self.artifact, self.feature_layers, views=self.detector is not None)
                 if self.feature_layers
                 else self.artifact.model
             )
@@ -157,7 +158,9 @@ class Predictor:
                 colour=colour[i],
                 aspect=aspect[i],
             )
-            if self.detector and scores[i] > self.detector.threshold:
+            if self.detector and not np.isfinite(scores[i]):
+                found.append("the out-of-distribution score is not finite")
+            elif self.detector and scores[i] > self.detector.threshold:
                 found.append(
                     f"unlike the training films (out-of-distribution score {scores[i]:.2f} "
                     f"> {self.detector.threshold:.2f})"
@@ -171,10 +174,17 @@ class Predictor:
         """Answers for model inputs (n, H, W, 1) in [0, 1] (see :func:`load_image`), with
         the input checks that need no file (colour and aspect ratio are not checked)."""
         images = np.asarray(images, np.float32)
+        if len(images) == 0:
+            return self.answer(self._no_outputs())
         parts = [
             self.outputs(images[i : i + batch_size]) for i in range(0, len(images), batch_size)
         ]
         return self.answer(_concatenate(parts))
+
+    def _no_outputs(self) -> ModelOutputs:
+        empty = np.zeros((0, len(self.labels)))
+        features = [np.zeros((0, 1)) for _ in self.feature_layers] or None
+        return ModelOutputs(empty, features, np.zeros((0, 2)))
 
     def manifest_outputs(self, manifest, batch_size: int = 32) -> ModelOutputs:
         """:class:`ModelOutputs` for every row of a manifest; rows whose file failed to
@@ -217,6 +227,8 @@ class Predictor:
         paths = [p for p, ok in zip(manifest["path"], rows, strict=True) if ok]
         sizes = manifest_sizes(manifest)
         sizes = None if sizes is None else [x for x, ok in zip(sizes, rows, strict=True) if ok]
+        if "shards" in manifest.attrs:  # the source files need not be here: not checked
+            return self.answer(kept), rows
         colour, aspect = file_facts(paths, sizes=sizes)
         return self.answer(kept, colour=colour, aspect=aspect), rows
 
@@ -252,9 +264,10 @@ def file_facts(paths, *, sizes=None) -> tuple[list[float], list[float | None]]:
     return colour, aspect
 
 
-def feature_model(artifact: Artifact, layers: list[str]):
+def feature_model(artifact: Artifact, layers: list[str], *, views: bool = True):
     """A Keras model: image -> [the artifact's logits, the spatial mean of each layer in
-    ``layers``], the features read on the unchanged image inside any test-time views."""
+    ``layers``], the features read on the unchanged image inside any test-time views
+    (``views=False``: the logits of the unchanged image alone, for features only)."""
     import keras
 
     from cxr_keras.models.tta import with_tta
@@ -267,7 +280,7 @@ def feature_model(artifact: Artifact, layers: list[str]):
         for i, name in enumerate(layers)
     ]
     probe = keras.Model(base.inputs, [base.output, *pooled], name=f"{base.name}_probe")
-    return with_tta(base, artifact.tta, probe=probe)
+    return with_tta(base, artifact.tta, probe=probe) if views else probe
 
 
 def manifest_sizes(manifest) -> list[tuple[int, int] | None] | None:

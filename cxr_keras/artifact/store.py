@@ -222,9 +222,11 @@ def write_meta(meta: dict, directory: str | os.PathLike) -> Path:
 
 
 def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Copy an artifact's two files into another directory (e.g. ``models/<name>``), as a
-    whole: into a temporary folder first, then swapped in, so a model never sits beside
-    another model's description."""
+    """Copy an artifact's files (the model, its description, and its card and
+    out-of-distribution detector ``ood.npz`` when present: an artifact whose description
+    names a detector does not load without it) into another directory (e.g.
+    ``models/<name>``), as a whole: into a temporary folder first, then swapped in, so a
+    model never sits beside another model's description."""
     source, destination = Path(source).resolve(), Path(destination).resolve()
     if source == destination:
         return destination

@@ -60,6 +60,8 @@ class InputChecks:
         image as the model gets it (:func:`image_statistics`); ``colour`` from
         :func:`colour_content`; ``aspect`` the file's width / height (None: not checked)."""
         found = []
+        if not (np.isfinite(std) and np.isfinite(spread)):
+            found.append("non-finite values in the image")
         if std < self.min_std:
             found.append(f"near-constant image (std {std:.3f} < {self.min_std:g})")
         if spread < self.min_range:
@@ -68,7 +70,7 @@ class InputChecks:
             found.append(f"a colour image (colour content {colour:.3f} > {self.max_colour:g})")
         low, high = self.aspect
         if aspect is not None and not low <= aspect <= high:
-            found.append(f"aspect ratio {aspect:.2f} outside {low:g}-{high:g}")
+            found.append(f"aspect ratio out of range ({aspect:.2f}, not {low:g}-{high:g})")
         return found
 
 
@@ -100,9 +102,9 @@ def colour_content(path: str | os.PathLike, *, thumbnail: int = 128) -> float:
 
     from cxr_keras.data.io import is_dicom_path, sniff_format
 
-    if is_dicom_path(path) or sniff_format(path) == "dicom":
-        return 0.0
     try:
+        if is_dicom_path(path) or sniff_format(path) == "dicom":
+            return 0.0
         with Image.open(path) as image:
             if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
                 return 0.0

@@ -130,7 +130,13 @@ def _fit_detector(artifact, *, quantile: float, batch_size: int) -> str | None:
     except (OSError, ValueError) as exc:  # ConfigError is a ValueError
         log.warning("out-of-distribution detector not fitted: %s", exc)
         return f"The out-of-distribution detector could not be fitted ({exc})."
-    fit_and_store(artifact, train=train, val=val if len(val) else None, quantile=quantile)
+    fit_and_store(
+        artifact,
+        train=train,
+        val=val if len(val) else None,
+        quantile=quantile,
+        batch_size=batch_size,
+    )
     return None
 
 
@@ -342,6 +348,11 @@ def evaluate(
             artifact, quantile=ood_quantile or DEFAULT_QUANTILE, batch_size=batch_size
         )
         notes += [note] if note else []
+    elif refit_ood or ood_quantile is not None:
+        raise ValueError(
+            f"{artifact.path} is a shipped model: add --update-model to fit its "
+            "out-of-distribution detector again"
+        )
     elif not artifact.meta.get("ood"):
         notes.append(
             "This artifact has no out-of-distribution detector: only the input checks ran "
@@ -461,8 +472,9 @@ def evaluate(
         "rule": referral_rule,
         "near_threshold_images": int(near.any(axis=1).sum()),
         "near_threshold_share": float(near.any(axis=1).mean()) if len(near) else None,
-        "note": "images within the band of a decision threshold; predict and explain also "
-        "refer on the MC-dropout standard deviation",
+        "note": "images within the band of a decision threshold; predict, explain and the "
+        "app also refer on the MC-dropout standard deviation and every image flagged out "
+        "of distribution (see out_of_distribution)",
     }
     result["out_of_distribution"] = _ood_summary(predictor, answers)
     if temperatures != [1.0] * len(labels):

@@ -185,19 +185,17 @@ class CaseAnalyzer:
 
     def analyze(self, path: str | os.PathLike, name: str | None = None) -> CaseResult:
         """Answer one file; ``name`` is the file name to show (default: the path's)."""
+        from cxr_keras.artifact.predictor import file_facts
         from cxr_keras.artifact.referral import referral_reasons
-        from cxr_keras.data.input_checks import colour_content
         from cxr_keras.explanation.overlays import blend, to_original
 
         name = name or Path(path).name
         original, x = self.read(path, name)
         _, maps = self.explainer(x[None], range(len(self.labels)))
         # the answer: test-time views averaged, the detector's features from the same pass
-        height, width = original.shape[:2]
+        colour, aspect = file_facts([path])  # as predict and explain measure them
         answers = self.predictor.answer(
-            self.predictor.outputs(x[None]),
-            colour=[colour_content(path)],
-            aspect=[width / height],
+            self.predictor.outputs(x[None]), colour=colour, aspect=aspect
         )
         probabilities, thresholds = answers.probabilities[0], answers.thresholds
         std = None
@@ -232,6 +230,7 @@ class CaseAnalyzer:
             ood_score=None if np.isnan(score) else score,
         )
         shown = [f for f in findings if f.positive] or [result.top]
+        height, width = original.shape[:2]
         for finding in shown:
             j = self.labels.index(finding.label)
             heat = to_original(
