@@ -128,6 +128,9 @@ def test_a_shipped_model_changes_only_with_the_flag(trained_artifact, tmp_path):
     result = evaluate(shipped, split="val", out=tmp_path / "out", bootstrap=100)
     assert (shipped / "cxr_model.json").read_text() == before
     assert any("optimistic" in note for note in result["notes"])  # val chose the thresholds
+    with pytest.raises(ValueError, match="--update-model to fit its out-of-distribution"):
+        evaluate(shipped, split="val", out=tmp_path / "out", refit_ood=True)
+    assert (shipped / "cxr_model.json").read_text() == before
     evaluate(shipped, split="val", out=tmp_path / "out", bootstrap=100, update_model=True)
     assert load_artifact(shipped).decision_rule == "youden"
 

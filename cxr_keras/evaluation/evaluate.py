@@ -339,20 +339,20 @@ def evaluate(
     out = Path(out) if out is not None else report_folder(artifact.path, split, data)
     (out / "figures").mkdir(parents=True, exist_ok=True)
 
-    evaluated, val, source = evaluation_frames(artifact, data, split)
-    notes: list[str] = []
     if ood_quantile is not None and not 0.5 < ood_quantile < 1:
         raise ValueError(f"--ood-quantile must be in (0.5, 1), got {ood_quantile}")
+    if (refit_ood or ood_quantile is not None) and not store:
+        raise ValueError(
+            f"{artifact.path} is a shipped model: add --update-model to fit its "
+            "out-of-distribution detector again"
+        )
+    evaluated, val, source = evaluation_frames(artifact, data, split)
+    notes: list[str] = []
     if store and (refit_ood or ood_quantile is not None or not artifact.meta.get("ood")):
         note = _fit_detector(
             artifact, quantile=ood_quantile or DEFAULT_QUANTILE, batch_size=batch_size
         )
         notes += [note] if note else []
-    elif refit_ood or ood_quantile is not None:
-        raise ValueError(
-            f"{artifact.path} is a shipped model: add --update-model to fit its "
-            "out-of-distribution detector again"
-        )
     elif not artifact.meta.get("ood"):
         notes.append(
             "This artifact has no out-of-distribution detector: only the input checks ran "
