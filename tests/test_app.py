@@ -203,6 +203,7 @@ def test_an_image_unlike_the_training_films_is_warned_about_and_referred(analyze
     assert details["ood"] is True and details["refer"] is True
     assert details["referral_reasons"][0].startswith("out of distribution: a colour image")
     assert "Referral: yes" in outputs[3]
+    assert outputs[1].startswith("**Out of distribution: not to be trusted.**")
 
 
 def test_the_page_states_intended_use_and_limits(trained_artifact):

@@ -157,6 +157,8 @@ def _summary_markdown(result) -> str:
             f"**No finding at or above its threshold.** Most probable: {top.label}, "
             f"probability {top.probability:.3f} (threshold {top.threshold:.3f})"
         )
+    if result.ood:  # the answer stays visible, marked as one not to act on
+        headline = "**Out of distribution: not to be trusted.** " + headline
     return f"{headline}  \nDecision: **{result.decision}** · file `{result.file}`"
 
 
