@@ -43,10 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     for entry in document["files"]:
         probabilities = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())
         flag = "  REFER" if entry["refer"] else ""
+        if entry["ood"]:  # said first: the answer is not to be trusted
+            flag = "  OUT OF DISTRIBUTION (" + "; ".join(entry["ood_reasons"]) + ")" + flag
         print(f"{entry['path']}: {entry['decision']} ({probabilities}){flag}")
+    flagged = sum(entry["ood"] for entry in document["files"])
     print(
-        f"{len(document['files'])} predicted, {len(document['problems'])} not usable; "
-        f"written to {args.out}"
+        f"{len(document['files'])} predicted ({flagged} out of distribution), "
+        f"{len(document['problems'])} not usable; written to {args.out}"
     )
     return 0 if document["files"] else 1
 

@@ -69,6 +69,8 @@ def test_predict_cli(trained_artifact, inputs, tmp_path):
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    flagged = f"4 predicted ({int(pd.read_csv(out / 'predictions.csv')['ood'].sum())} out of"
+    assert flagged in result.stdout, result.stdout
     table = pd.read_csv(out / "predictions.csv")
     assert list(table.columns) == ["path", "PNEUMONIA", "decision", "refer", "ood", "ood_score"]
     assert len(table) == 4  # two films, the DICOM, the loose film
