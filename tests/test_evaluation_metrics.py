@@ -123,14 +123,34 @@ def test_youden_threshold_hand_worked():
     #   0.8: 2/3, 1    -> 0.667     0.4: 2/3, 2/3 -> 0.333
     #   0.35: 1, 2/3   -> 0.667     0.9: 1/3, 1   -> 0.333
     # the tie goes to the higher threshold (fewer false alarms)
+    # each threshold sits midway between the deciding score and the next lower one
     y = np.array([0, 0, 1, 0, 1, 1])
     p = np.array([0.1, 0.3, 0.35, 0.4, 0.8, 0.9])
-    assert youden_threshold(y, p) == 0.8
-    assert f1_max_threshold(y, p) == 0.35  # F1 6/7 beats 0.8's 4/5
-    assert sensitivity_threshold(y, p, 0.95) == 0.35
-    assert sensitivity_threshold(y, p, 0.6) == 0.8
-    # a clean separation: Youden picks the lowest positive score
-    assert youden_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9])) == 0.7
+    assert youden_threshold(y, p) == pytest.approx((0.8 + 0.4) / 2)
+    assert f1_max_threshold(y, p) == pytest.approx((0.35 + 0.3) / 2)  # F1 6/7 beats 4/5
+    assert sensitivity_threshold(y, p, 0.95) == pytest.approx((0.35 + 0.3) / 2)
+    assert sensitivity_threshold(y, p, 0.6) == pytest.approx((0.8 + 0.4) / 2)
+    # a clean separation: midway between the classes
+    separated = youden_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9]))
+    assert separated == pytest.approx(0.45)
+
+
+def test_no_threshold_sits_on_a_score_and_its_figures_are_reproduced(scores):
+    """The defect: the Youden threshold equalled a film's probability, so that film
+    flipped class with float noise and the stored figures were not reproduced."""
+    y, p, mask = scores
+    table, _ = choose_thresholds(y, p, mask=mask, labels=["A", "B"], min_sensitivity=0.9)
+    for j, label in enumerate("AB"):
+        known = mask[:, j] > 0
+        yj, pj = y[known, j], p[known, j]
+        for rule in table:
+            t = table[rule][label]
+            gap = np.abs(pj - t).min()
+            assert gap > 1e-9, (rule, label, gap)
+            # deciding at the threshold and at the lowest score called positive agree
+            lowest_positive = pj[pj >= t].min()
+            at_t = {**threshold_metrics(yj, pj, t), "threshold": None}
+            assert at_t == {**threshold_metrics(yj, pj, lowest_positive), "threshold": None}
 
 
 def test_sensitivity_rule_meets_its_target_on_the_data_it_was_chosen_on(scores):
@@ -142,8 +162,8 @@ def test_sensitivity_rule_meets_its_target_on_the_data_it_was_chosen_on(scores):
         t = table["sensitivity_0.9"][label]
         m = threshold_metrics(y[known, j], p[known, j], t)
         assert m["sensitivity"] >= 0.9
-        # the highest such threshold: any higher one falls below the target
-        higher = p[known, j][p[known, j] > t].min()
+        # the highest such threshold: the next score up falls below the target
+        higher = np.sort(p[known, j][p[known, j] > t])[1]
         assert threshold_metrics(y[known, j], p[known, j], higher)["sensitivity"] < 0.9
 
 

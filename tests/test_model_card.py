@@ -47,6 +47,10 @@ def test_evaluation_figures_and_the_recipe_card_reach_the_card(tmp_path):
     assert row in card
     assert "| youden (decision) |" in card and "Temperature: PNEUMONIA" in card
     assert "ECE " in card and "before temperature scaling" in card
+    # how each threshold was estimated and placed
+    assert "each rule's point value on it" in card
+    assert "each placed midway between the deciding validation score" in card
+    assert "## Out-of-distribution detection" in card and "Threshold " in card
     for text in ("Teaching the pipeline", "CC BY 4.0", "Kermany et al., Cell 2018", "one hospital"):
         assert text in card
     assert str(tmp_path) not in card  # no machine path, e.g. of the report

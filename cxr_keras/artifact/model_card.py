@@ -37,6 +37,14 @@ STANDING_LIMITS = [
 ]
 
 
+# how evaluate's --threshold-estimate set each stored threshold, as the card says it
+_ESTIMATES = {
+    "point": "each rule's point value on it",
+    "bootstrap": "the median over patient-level bootstrap resamples (the screening rule: "
+    "their 2.5th percentile)",
+}
+
+
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -204,7 +212,14 @@ def _decision_section(meta: dict, labels: list[str]) -> list[str]:
         f"Decision rule: `{rule}`"
         + (
             f" (thresholds chosen on the {points.get('chosen_on')} split, "
-            f"{points.get('images')} images)."
+            f"{points.get('images')} images"
+            + (
+                f"; {_ESTIMATES.get(points['estimate'], points['estimate'])}"
+                if points.get("estimate")
+                else ""
+            )
+            + (f"; each placed {points['placement']}" if points.get("placement") else "")
+            + ")."
             if points
             else "."
         ),

@@ -323,6 +323,7 @@ def evaluate(
     from cxr_keras.evaluation.operating_points import (
         bootstrap_estimate,
         choose_thresholds,
+        midway_below,
         threshold_stability,
     )
 
@@ -402,7 +403,11 @@ def evaluate(
         if threshold_estimate == "bootstrap":
             for rule in rules:
                 for label, spread in stability[rule].items():
-                    chosen[rule][label] = bootstrap_estimate(rule, spread)
+                    column = val_p[:, labels.index(label)]
+                    value = bootstrap_estimate(rule, spread)
+                    if np.isin(value, column):  # a resample's midpoint, yet a film's score
+                        value = midway_below(value, column)
+                    chosen[rule][label] = value
         for rule in rules:
             thresholds[rule] = [chosen[rule][label] for label in labels]
         estimate = (
@@ -410,7 +415,10 @@ def evaluate(
             if threshold_estimate == "bootstrap"
             else "point values"
         )
-        threshold_source = f"chosen on the validation split ({len(val)} images; {estimate})"
+        threshold_source = (
+            f"chosen on the validation split ({len(val)} images; {estimate}; each midway "
+            "between two validation scores)"
+        )
     else:
         if calibrate:
             raise ValueError(
@@ -452,6 +460,7 @@ def evaluate(
             rule: dict(zip(labels, values, strict=True)) for rule, values in thresholds.items()
         },
         "threshold_source": threshold_source,
+        "threshold_estimate": threshold_estimate,
         "threshold_stability": stability,
         "decision_rule": decision_rule,
         "discrimination": discrimination(
@@ -553,6 +562,8 @@ def _store(
         meta["operating_points"] = {
             "chosen_on": "val",
             "images": len(val),
+            "estimate": result["threshold_estimate"],
+            "placement": "midway between the deciding validation score and the next lower one",
             "min_sensitivity": min_sensitivity,
             "calibrated": calibrate or meta.get("operating_points", {}).get("calibrated", False),
         }

@@ -8,10 +8,16 @@ Rules (a case is positive when its probability >= the threshold):
 - ``sensitivity_<X>``: the highest threshold whose sensitivity is at least X (the
   screening setting: miss at most 1 - X of the positives, then flag as few as possible).
 
+A threshold never sits on a film's score: each rule finds the lowest score that is still
+called positive, and the threshold is placed midway between it and the next lower score
+(:func:`midway_below`). Every film is decided as at that score, so the sensitivity and
+specificity found on validation are reproduced at the stored threshold, and float noise
+(another batch size, another machine) cannot flip the film that defined it.
+
 Example:
     >>> y = np.array([0, 0, 1, 0, 1, 1]); p = np.array([0.1, 0.3, 0.35, 0.4, 0.8, 0.9])
     >>> youden_threshold(y, p), f1_max_threshold(y, p), sensitivity_threshold(y, p, 1.0)
-    (0.8, 0.35, 0.35)
+    (0.6000000000000001, 0.32499999999999996, 0.32499999999999996)
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ __all__ = [
     "bootstrap_estimate",
     "choose_thresholds",
     "f1_max_threshold",
+    "midway_below",
     "sensitivity_threshold",
     "threshold_stability",
     "youden_threshold",
@@ -45,12 +52,30 @@ def _roc(y, p):
     return fpr, tpr, np.minimum(thresholds, np.nextafter(1.0, 2.0))
 
 
+def midway_below(score: float, scores: np.ndarray) -> float:
+    """A threshold that decides every film as ``score`` does (films at or above it are
+    positive) without sitting on any film's score: midway between ``score`` and the next
+    lower score (half of ``score`` when none is lower). A threshold above every score
+    (nothing positive) is returned as it is.
+
+    Example:
+        >>> midway_below(0.8, np.array([0.1, 0.4, 0.8, 0.9])), midway_below(0.1, np.array([0.1]))
+        (0.6000000000000001, 0.05)
+    """
+    scores = np.asarray(scores, np.float64)
+    if score > scores.max():
+        return float(score)
+    below = scores[scores < score]
+    return float((score + (below.max() if len(below) else 0.0)) / 2)
+
+
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The threshold maximising sensitivity + specificity - 1."""
+    """The threshold maximising sensitivity + specificity - 1 (off the scores: see the
+    module docstring)."""
     fpr, tpr, thresholds = _roc(y, p)
     j = tpr - fpr
     best = np.flatnonzero(j >= j.max() - _TIE)  # ties (up to rounding): the highest threshold
-    return float(thresholds[best[0]])
+    return midway_below(thresholds[best[0]], p)
 
 
 def f1_max_threshold(y: np.ndarray, p: np.ndarray) -> float:
@@ -64,13 +89,13 @@ def f1_max_threshold(y: np.ndarray, p: np.ndarray) -> float:
         2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0
     )
     best = np.flatnonzero(f1 >= f1.max() - _TIE)
-    return float(thresholds[best[-1]])  # thresholds increase: the last is the highest
+    return midway_below(thresholds[best[-1]], p)  # thresholds increase: the last is highest
 
 
 def sensitivity_threshold(y: np.ndarray, p: np.ndarray, minimum: float) -> float:
     """The highest threshold with sensitivity >= ``minimum``."""
     _, tpr, thresholds = _roc(y, p)
-    return float(thresholds[int(np.argmax(tpr >= minimum - 1e-12))])
+    return midway_below(thresholds[int(np.argmax(tpr >= minimum - 1e-12))], p)
 
 
 def bootstrap_estimate(rule: str, spread: dict) -> float:
