@@ -140,6 +140,29 @@ def _fit_detector(artifact, *, quantile: float, batch_size: int) -> str | None:
     return None
 
 
+def _label_shift_entry(logits, y, mask, labels) -> dict:
+    """What ``predict --adapt-prior`` needs, fitted on validation: per label the
+    bias-corrected temperature scaling and the prevalence it is calibrated at (labels
+    whose validation entries hold one class are left out)."""
+    from cxr_keras.artifact.label_shift import fit_bcts
+
+    calibration, prevalence = {}, {}
+    for j, label in enumerate(labels):
+        known = mask[:, j] > 0
+        yj = y[known, j]
+        if len(yj) == 0 or yj.min() == yj.max():
+            continue
+        calibration[label] = fit_bcts(logits[known, j], yj)
+        prevalence[label] = float(yj.mean())
+    return {
+        "method": "EM prior re-estimation (Saerens et al. 2002) on bias-corrected "
+        "temperature scaling (Alexandari et al. 2020)",
+        "calibration": calibration,
+        "prevalence": prevalence,
+        "fitted_on": {"split": "val", "images": len(y)},
+    }
+
+
 def _ood_summary(predictor, answers) -> dict:
     """How many evaluated images were flagged out of distribution, and why."""
     flagged = answers.ood
@@ -386,6 +409,7 @@ def evaluate(
                 ),
             }
         val_p = sigmoid(val_logits / np.asarray(temperatures))
+        label_shift = _label_shift_entry(val_logits, val_y, val_mask, labels)
         chosen, threshold_notes = choose_thresholds(
             val_y, val_p, mask=val_mask, labels=labels, min_sensitivity=min_sensitivity
         )
@@ -427,6 +451,7 @@ def evaluate(
         for rule, table in artifact.meta["thresholds"].items():
             thresholds[rule] = [float(table[label]) for label in labels]
         threshold_source = "stored in the artifact (its validation split was not found)"
+        label_shift = None
     if decision_rule is None:  # Youden when it was just chosen, else what the artifact says
         decision_rule = "youden" if val is not None else artifact.decision_rule
     if decision_rule not in thresholds:
@@ -461,6 +486,7 @@ def evaluate(
         },
         "threshold_source": threshold_source,
         "threshold_estimate": threshold_estimate,
+        "label_shift": label_shift,
         "threshold_stability": stability,
         "decision_rule": decision_rule,
         "discrimination": discrimination(
@@ -569,6 +595,8 @@ def _store(
         }
     meta["decision_rule"] = result["decision_rule"]
     meta["referral"] = referral_rule
+    if result.get("label_shift"):  # for predict --adapt-prior
+        meta["label_shift"] = result["label_shift"]
     macro = result["discrimination"]["macro"]
     evaluation = meta.setdefault("metrics", {}).setdefault("evaluation", {})
     calibration = result["calibration"]

@@ -34,6 +34,19 @@ log = logging.getLogger("cxr_keras.predict")
 
 NEGATIVE = "negative"  # the decision column when no label is at or above its threshold
 
+# what a prior correction does to decisions, as predictions.json says it
+PRIOR_FREE_NOTE = (
+    "probabilities: calibrated (bias-corrected temperature scaling) and moved to the new "
+    "prevalence by Bayes' rule. Decisions are unchanged: the decision rule's threshold "
+    "(Youden, F1 or a sensitivity floor, chosen on validation) is a cut on the model's "
+    "score whose sensitivity and specificity do not depend on the prevalence"
+)
+DEFAULT_RULE_NOTE = (
+    "probabilities: calibrated (bias-corrected temperature scaling) and moved to the new "
+    "prevalence by Bayes' rule; decisions: the most probable class at that prevalence "
+    "(corrected probability >= 0.5)"
+)
+
 
 def collect_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[dict]]:
     """The files to predict (folders searched recursively) and the problems found on the
@@ -108,9 +121,20 @@ def predict(
     gradcam: bool = False,
     mc_passes: int | None = None,
     batch_size: int = 32,
+    adapt_prior: bool = False,
+    prevalence: dict[str, float] | float | None = None,
 ) -> dict:
     """Answers for files and folders, written under ``out`` (see the module docstring);
-    returns the ``predictions.json`` content."""
+    returns the ``predictions.json`` content.
+
+    ``adapt_prior``: re-estimate each label's prevalence among the in-distribution
+    answers and correct probabilities and decisions to it (:mod:`cxr_keras.artifact.
+    label_shift`); ``prevalence``: correct to a declared prevalence instead (one share
+    for every label, or ``{label: share}``). Either writes ``prevalence.json``:
+    ``{label: {"estimated": p, "ci95": [lo, hi] (None when declared), "training": p0}}``.
+    """
+    if adapt_prior and prevalence is not None:
+        raise ValueError("--adapt-prior estimates the prevalence; --prevalence declares it")
     from cxr_keras.artifact.predictor import Predictor
     from cxr_keras.artifact.referral import rule_of
     from cxr_keras.artifact.store import Artifact, load_artifact
@@ -125,6 +149,7 @@ def predict(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
+    shift = None
     files, problems = collect_files(paths)
     manifest = new_manifest([{"path": str(f)} for f in files], labels=[])
     if len(manifest):
@@ -138,6 +163,18 @@ def predict(
             problems.append({"file": Path(path).name, "reason": "its image data cannot be decoded"})
         manifest = manifest[decoded].reset_index(drop=True)
         results = _answers(artifact, manifest, answers, rule, passes)
+        if adapt_prior or prevalence is not None:  # referral stays at the stored rule
+            shift = _adapt_prior(artifact, answers, declared=prevalence)
+            for i, entry in enumerate(results):
+                entry["probabilities_before_adaptation"] = entry["probabilities"]
+                entry["probabilities"] = {
+                    label: float(answers.probabilities[i, j]) for j, label in enumerate(labels)
+                }
+                entry["decisions"] = {
+                    label: bool(answers.decisions[i, j]) for j, label in enumerate(labels)
+                }
+                positive = [label for label, yes in entry["decisions"].items() if yes]
+                entry["decision"] = "|".join(positive) or NEGATIVE
     if gradcam and results:
         from cxr_keras.explanation.explain import explain
 
@@ -161,6 +198,14 @@ def predict(
         ],
         columns=["path", *labels, "decision", "refer", "ood", "ood_score"],
     )
+    if shift is not None:  # the answers as the model gave them, beside the corrected ones
+        for label in labels:
+            table[f"{label}_before_adaptation"] = [
+                e["probabilities_before_adaptation"][label] for e in results
+            ]
+        (out / "prevalence.json").write_text(
+            json.dumps(shift["prevalence"], indent=2), encoding="utf-8"
+        )
     table.to_csv(out / "predictions.csv", index=False)
     document = {
         "model": str(artifact.path),
@@ -169,6 +214,7 @@ def predict(
         "decision_rule": artifact.decision_rule,
         "referral_rule": rule,
         "ood_detector": _detector_summary(predictor),
+        "prior_adaptation": None if shift is None else shift["summary"],
         "mc_passes": passes if passes >= 2 else 0,
         "files": results,
         "problems": problems,
@@ -177,6 +223,67 @@ def predict(
     for problem in problems:
         log.warning("%s: %s", problem["file"], problem["reason"])
     return document
+
+
+def _adapt_prior(artifact, answers, *, declared) -> dict:
+    """Correct ``answers`` in place to the prevalence estimated among its in-distribution
+    rows (``declared`` None) or declared; returns prevalence.json's content, a summary
+    and the probabilities before."""
+    from cxr_keras.artifact.label_shift import (
+        MIN_IMAGES,
+        adapt_probabilities,
+        bcts_probabilities,
+        estimate_prevalence,
+    )
+
+    entry = artifact.meta.get("label_shift")
+    if not entry or not entry.get("prevalence"):
+        raise ValueError(
+            f"{artifact.path}: no label-shift calibration stored; evaluate fits it on the "
+            "validation split (python -m cxr_keras.evaluate --model M, with --update-model "
+            "for a shipped model)"
+        )
+    labels = artifact.labels
+    if isinstance(declared, dict):
+        unknown = sorted(set(declared) - set(labels))
+        if unknown:
+            raise ValueError(f"--prevalence: unknown labels {unknown}; the model has {labels}")
+    in_scope = ~answers.ood if len(answers.ood) else np.ones(len(answers.logits), bool)
+    if declared is None and in_scope.sum() < MIN_IMAGES:
+        raise ValueError(
+            f"--adapt-prior needs at least {MIN_IMAGES} in-distribution images to "
+            f"estimate a prevalence, got {int(in_scope.sum())}"
+        )
+    before = answers.probabilities.copy()
+    prevalence, notes = {}, []
+    for j, label in enumerate(labels):
+        if label not in entry["prevalence"]:
+            notes.append(f"{label}: no calibration stored (one class in validation): unchanged")
+            continue
+        trained = float(entry["prevalence"][label])
+        calibrated = bcts_probabilities(answers.logits[:, j], entry["calibration"][label])
+        if declared is not None:
+            share = declared if isinstance(declared, float) else declared.get(label)
+            if share is None:
+                continue
+            estimated, interval = float(share), None
+        else:
+            estimated, interval = estimate_prevalence(calibrated[in_scope], prior=trained)
+        answers.probabilities[:, j] = adapt_probabilities(
+            calibrated, prior_from=trained, prior_to=estimated
+        )
+        prevalence[label] = {"estimated": estimated, "ci95": interval, "training": trained}
+    rule = artifact.decision_rule
+    if rule == "default":  # a cut at 0.5: the most probable class, at the new prevalence
+        answers.decisions = answers.probabilities >= 0.5
+    summary = {
+        "method": "declared" if declared is not None else entry["method"],
+        "images": int(in_scope.sum()),
+        "prevalence": prevalence,
+        "notes": notes,
+        "note": PRIOR_FREE_NOTE if rule != "default" else DEFAULT_RULE_NOTE,
+    }
+    return {"prevalence": prevalence, "summary": summary, "before": before}
 
 
 def _detector_summary(predictor) -> dict:
