@@ -11,6 +11,10 @@ films each, drawn with replacement within each class). For each prevalence it pr
   class (probability >= 0.5): at the training share, after correcting to the EM
   estimate, and after correcting to the true share (the declared-prevalence rule).
 
+Then the stress table: ``--stress-images`` validation films (drawn per class) re-scored
+under every acquisition shift of ``cxr_keras.evaluation.stress``, at the stored
+thresholds.
+
 The last line: ``ratio: accuracy@0.5 after EM correction / before`` (the median over
 prevalences).
 
@@ -42,6 +46,7 @@ def main() -> None:
     parser.add_argument(
         "--prevalences", type=float, nargs="+", default=[0.2, 0.4, 0.5, 0.625, 0.74, 0.9]
     )
+    parser.add_argument("--stress-images", type=int, default=300)
     args = parser.parse_args()
 
     from cxr_keras.artifact.label_shift import (
@@ -114,7 +119,26 @@ def main() -> None:
         f"decisions at the stored {artifact.decision_rule} threshold {threshold:.3f} are not "
         "moved by a prior correction (a cut on the score); accuracy@0.5 is the rule it moves"
     )
+    _stress_table(artifact, predictor, val, args.stress_images)
     print(f"ratio: {statistics.median(gains):.3f}")
+
+
+def _stress_table(artifact, predictor, val, limit: int) -> None:
+    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.evaluation.stress import stress_manifest
+
+    y, mask = label_arrays(val, artifact.labels)
+    stress = stress_manifest(predictor, val, y=y, mask=mask, limit=limit)
+    print(f"stress: {stress['images']} of {stress['drawn_from']} validation films")
+    header = ("shift", "severity", "ROC AUC", "sensitivity", "specificity", "ECE", "OOD share")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    keys = ("roc_auc", "sensitivity", "specificity", "ece", "ood_share")
+    for row in [{"shift": "none", "severity": "", **stress["none"]}, *stress["shifts"]]:
+        cells = [row["shift"], row["severity"], *(f"{row[k]:.3f}" for k in keys)]
+        print("| " + " | ".join(cells) + " |")
+    for key, worst in stress["worst"].items():
+        print(f"worst {key}: {worst['value']:.3f} ({worst['shift']}, {worst['severity']})")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         help="quantile of the validation films' scores the detector flags above "
         "(default 0.995); implies --refit-ood",
     )
+    parser.add_argument(
+        "--stress",
+        action="store_true",
+        help="also re-score the films under acquisition shifts (exposure, blur, noise, JPEG, "
+        "borders, rotation, ...): see cxr_keras.evaluation.stress",
+    )
+    parser.add_argument(
+        "--stress-images", type=int, default=400, help="films re-scored by --stress (default 400)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         threshold_estimate=args.threshold_estimate,
         refit_ood=args.refit_ood,
         ood_quantile=args.ood_quantile,
+        stress=args.stress,
+        stress_images=args.stress_images,
     )
     macro = result["discrimination"]["macro"]
     print(

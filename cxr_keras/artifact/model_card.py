@@ -279,6 +279,41 @@ def intended_use(meta: dict) -> dict:
     }
 
 
+def _robustness_section(meta: dict) -> list[str]:
+    evaluations = ((meta.get("metrics") or {}).get("evaluation") or {}).items()
+    stressed = [(key, e["stress"]) for key, e in evaluations if e.get("stress")]
+    lines = ["## Robustness: acquisition shifts", ""]
+    if not stressed:
+        return [
+            *lines,
+            "Not measured yet: `python -m cxr_keras.evaluate --model <folder> --stress` "
+            "re-scores the evaluated films under exposure, contrast, blur, noise, JPEG, "
+            "resolution, border, rotation, shift and bit-depth changes.",
+        ]
+    for key, stress in stressed:
+        base = stress["none"]
+        lines += [
+            f"On `{key}` ({stress['images']} films), at the stored thresholds; as they are: "
+            f"ROC AUC {_num(base['roc_auc'])}, sensitivity {_pct(base['sensitivity'])}, "
+            f"specificity {_pct(base['specificity'])}, ECE {_num(base['ece'])}.",
+            "",
+            "| shift | severity | ROC AUC | sensitivity | specificity | ECE | flagged OOD |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['shift']} | {r['severity']} | {_num(r['roc_auc'])} | "
+            f"{_pct(r['sensitivity'])} | {_pct(r['specificity'])} | {_num(r['ece'])} | "
+            f"{_pct(r['ood_share'])} |"
+            for r in stress["shifts"]
+        ]
+        worst = "; ".join(
+            f"{name} {_num(w['value'])} ({w['shift']}, {w['severity']})"
+            for name, w in stress["worst"].items()
+        )
+        lines += ["", f"Worst case: {worst}.", ""]
+    return lines[:-1]
+
+
 def _ood_section(meta: dict) -> list[str]:
     ood = meta.get("ood")
     lines = ["## Out-of-distribution detection", ""]
@@ -350,6 +385,8 @@ def model_card(artifact) -> str:
         *_decision_section(meta, labels),
         "",
         *_ood_section(meta),
+        "",
+        *_robustness_section(meta),
         "",
         "## Known limits",
         "",

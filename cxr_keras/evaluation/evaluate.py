@@ -312,6 +312,8 @@ def evaluate(
     threshold_estimate: str = "point",
     refit_ood: bool = False,
     ood_quantile: float | None = None,
+    stress: bool = False,
+    stress_images: int = 400,
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
     ``metrics.json`` content.
@@ -333,6 +335,9 @@ def evaluate(
     artifact is stored and has none, or with ``refit_ood`` (``ood_quantile``: its
     validation quantile, default 99.5%). The report gives the share of evaluated images
     it flags.
+
+    ``stress``: also re-score (up to ``stress_images``, drawn per class) the evaluated
+    films under the acquisition shifts of :mod:`cxr_keras.evaluation.stress`.
     """
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.artifact.ood import DEFAULT_QUANTILE
@@ -534,6 +539,12 @@ def evaluate(
             )
             subgroups[name][value] = {"images": len(rows), **block}
     result["subgroups"] = subgroups
+    if stress:
+        from cxr_keras.evaluation.stress import stress_manifest
+
+        result["stress"] = stress_manifest(
+            predictor, evaluated, y=y, mask=mask, limit=stress_images, seed=seed
+        )
 
     files = _figures(result, artifact, evaluated, y, mask, probabilities, uncalibrated, out)
     result["figures"] = {k: os.path.relpath(v, out) for k, v in files.items()}
@@ -616,6 +627,7 @@ def _store(
         "ece": calibrated["ece"],
         "ece_uncalibrated": calibration["uncalibrated"]["ece"],
         "threshold_stability": result["threshold_stability"],
+        **({"stress": result["stress"]} if result.get("stress") else {}),
         "report": str(out),
     }
     write_meta(meta, artifact.path)

@@ -275,6 +275,37 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
             )
         )
 
+    if result.get("stress"):
+        stress = result["stress"]
+        report.heading("Stress: acquisition shifts")
+        base = stress["none"]
+        rows = [["none", "", base["roc_auc"], base["sensitivity"], base["specificity"],
+                 base["ece"], base["ood_share"]]]  # fmt: skip
+        rows += [
+            [
+                r["shift"],
+                r["severity"],
+                r["roc_auc"],
+                r["sensitivity"],
+                r["specificity"],
+                r["ece"],
+                r["ood_share"],
+            ]
+            for r in stress["shifts"]
+        ]
+        report.table(
+            ["shift", "severity", "ROC AUC", "sensitivity", "specificity", "ECE", "OOD share"],
+            rows,
+        )
+        worst = "; ".join(
+            f"{key} {w['value']:.3f} ({w['shift']}, {w['severity']})"
+            for key, w in stress["worst"].items()
+        )
+        report.paragraph(
+            f"{stress['images']} of the {stress['drawn_from']} evaluated films, re-scored "
+            f"under each shift at the stored thresholds. Worst case: {worst}."
+        )
+
     if result["subgroups"]:
         report.heading("Subgroups")
         rows = []

@@ -1,0 +1,193 @@
+"""Stress evaluation: the evaluated films re-scored under a fixed family of acquisition
+shifts, each at two severities, so figures that only hold on pristine films show it.
+
+Each shift changes the model input (the film as decoded and resized, values in [0, 1]),
+the way another device, exposure or export would:
+
+===========================  ==============================================================
+exposure                     gamma 0.6 (brighter) and 1.6 (darker)
+contrast compression         values pulled towards mid-grey by 30 % and by 60 %
+blur                         Gaussian, sigma 1 and 2 pixels of the model input
+noise                        Gaussian, std 0.02 and 0.05 (clipped to [0, 1])
+JPEG re-compression          quality 30 and 10
+downscale-upscale            to 1/2 and 1/4 of the side, then back (area, then linear)
+black border                 the film shrunk inside a black frame of 8 % and 15 %
+rotation                     5 and 10 degrees, black corners
+shift                        5 % and 10 % of the width to the right, black gap
+12-bit range                 a 12-bit film read as 16-bit without rescaling (values / 16)
+===========================  ==============================================================
+
+Per shift and severity: ROC AUC (macro over labels with both classes), sensitivity and
+specificity at the stored decision threshold (macro), ECE and the share of films the
+out-of-distribution check flags; and the worst case of each over all shifts.
+
+Example:
+    >>> images = np.full((2, 32, 32, 1), 0.5, np.float32)
+    >>> shifted = apply_shift(images, shift="rotation", severity=1)
+    >>> shifted.shape, float(shifted[0, 0, 0, 0])  # a black corner
+    ((2, 32, 32, 1), 0.0)
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+__all__ = ["SHIFTS", "apply_shift", "stress_evaluation", "stress_manifest"]
+
+# shift -> its severities, as they are printed (the parameters live in _shift_one)
+SHIFTS = {
+    "exposure": ["gamma 0.6", "gamma 1.6"],
+    "contrast compression": ["30 %", "60 %"],
+    "blur": ["sigma 1 px", "sigma 2 px"],
+    "noise": ["std 0.02", "std 0.05"],
+    "JPEG re-compression": ["quality 30", "quality 10"],
+    "downscale-upscale": ["1/2", "1/4"],
+    "black border": ["8 %", "15 %"],
+    "rotation": ["5 degrees", "10 degrees"],
+    "shift": ["5 %", "10 %"],
+    "12-bit range": ["read as 16-bit"],
+}
+
+
+def _shift_one(image: np.ndarray, shift: str, severity: int, rng) -> np.ndarray:
+    """One (H, W) film in [0, 1] under a shift; ``severity`` 0 or 1."""
+    import cv2
+    from PIL import Image
+
+    h, w = image.shape
+    if shift == "exposure":
+        return image ** (0.6, 1.6)[severity]
+    if shift == "contrast compression":
+        return 0.5 + (image - 0.5) * (0.7, 0.4)[severity]
+    if shift == "blur":
+        return cv2.GaussianBlur(image, (0, 0), (1.0, 2.0)[severity])
+    if shift == "noise":
+        return image + rng.normal(0, (0.02, 0.05)[severity], image.shape).astype(np.float32)
+    if shift == "JPEG re-compression":
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(255 * image).astype(np.uint8)).save(
+            buffer, format="JPEG", quality=(30, 10)[severity]
+        )
+        return np.asarray(Image.open(buffer), np.float32) / 255
+    if shift == "downscale-upscale":
+        factor = (2, 4)[severity]
+        small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if shift == "black border":
+        margin = (0.08, 0.15)[severity]
+        inner = (max(1, round(w * (1 - 2 * margin))), max(1, round(h * (1 - 2 * margin))))
+        out = np.zeros_like(image)
+        top, left = (h - inner[1]) // 2, (w - inner[0]) // 2
+        out[top : top + inner[1], left : left + inner[0]] = cv2.resize(
+            image, inner, interpolation=cv2.INTER_AREA
+        )
+        return out
+    if shift == "rotation":
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), (5.0, 10.0)[severity], 1.0)
+        return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    if shift == "shift":
+        pixels = round(w * (0.05, 0.10)[severity])
+        out = np.zeros_like(image)
+        out[:, pixels:] = image[:, : w - pixels]
+        return out
+    if shift == "12-bit range":
+        return np.round(image * 4095) / 65535  # 12-bit values under a 16-bit scale
+    raise ValueError(f"unknown shift {shift!r}; choose from {sorted(SHIFTS)}")
+
+
+def apply_shift(images: np.ndarray, *, shift: str, severity: int, seed: int = 0) -> np.ndarray:
+    """Model inputs (n, H, W, 1) in [0, 1] under one shift at one severity (index into
+    :data:`SHIFTS`); the result is clipped to [0, 1], float32."""
+    if shift not in SHIFTS or not 0 <= severity < len(SHIFTS[shift]):
+        raise ValueError(f"no shift {shift!r} at severity {severity}: see SHIFTS")
+    rng = np.random.default_rng(seed)
+    images = np.asarray(images, np.float32)
+    shifted = [_shift_one(image[..., 0], shift, severity, rng) for image in images]
+    return np.clip(np.stack(shifted)[..., None], 0, 1).astype(np.float32)
+
+
+def _figures(predictor, images, y, mask) -> dict:
+    from cxr_keras.artifact.calibration import expected_calibration_error
+    from cxr_keras.evaluation.metrics import roc_pr_auc, threshold_metrics
+
+    answers = predictor.predict(images)
+    aucs, sensitivities, specificities = [], [], []
+    for j in range(y.shape[1]):
+        known = mask[:, j] > 0
+        yj, pj = y[known, j], answers.probabilities[known, j]
+        if len(yj) and yj.min() != yj.max():
+            aucs.append(roc_pr_auc(yj, pj)[0])
+        at = threshold_metrics(yj, pj, answers.thresholds[j])
+        sensitivities += [at["sensitivity"]] if at["sensitivity"] is not None else []
+        specificities += [at["specificity"]] if at["specificity"] is not None else []
+    known = mask > 0
+    return {
+        "roc_auc": float(np.mean(aucs)) if aucs else None,
+        "sensitivity": float(np.mean(sensitivities)) if sensitivities else None,
+        "specificity": float(np.mean(specificities)) if specificities else None,
+        "ece": expected_calibration_error(y[known], answers.probabilities[known]),
+        "ood_share": float(answers.ood.mean()),
+    }
+
+
+def stress_evaluation(predictor, images: np.ndarray, *, y: np.ndarray, mask: np.ndarray) -> dict:
+    """Figures on ``images`` as they are and under every shift of :data:`SHIFTS`
+    (``{"none": figures, "shifts": [{shift, severity, **figures}], "worst": {...}}``)."""
+    baseline = _figures(predictor, images, y, mask)
+    rows = []
+    for shift, severities in SHIFTS.items():
+        for severity, label in enumerate(severities):
+            shifted = apply_shift(images, shift=shift, severity=severity)
+            rows.append(
+                {"shift": shift, "severity": label, **_figures(predictor, shifted, y, mask)}
+            )
+    worst = {}
+    for key, pick in (("roc_auc", min), ("sensitivity", min), ("specificity", min),
+                      ("ece", max), ("ood_share", max)):  # fmt: skip
+        candidates = [r for r in rows if r[key] is not None]
+        if candidates:
+            row = pick(candidates, key=lambda r, k=key: r[k])
+            worst[key] = {"value": row[key], "shift": row["shift"], "severity": row["severity"]}
+    return {"images": len(images), "none": baseline, "shifts": rows, "worst": worst}
+
+
+def stress_manifest(
+    predictor, df, *, y: np.ndarray, mask: np.ndarray, limit: int, seed: int = 0
+) -> dict:
+    """:func:`stress_evaluation` on up to ``limit`` films of a manifest (drawn with the
+    same share from each label combination; ``y`` and ``mask`` its label arrays), decoded
+    with the predictor's image spec; ``drawn_from`` says how many it had.
+
+    Example:
+        >>> stress = stress_manifest(predictor, df, y=y, mask=mask, limit=300)  # doctest: +SKIP
+        >>> stress["worst"]["roc_auc"]["shift"]  # doctest: +SKIP
+        'black border'
+    """
+    from cxr_keras.data.pipeline import make_indexed_dataset
+
+    rows = np.arange(len(df))
+    if len(rows) > limit:
+        keys = ["".join(map(str, r)) for r in np.nan_to_num(y).astype(int)]
+        rng = np.random.default_rng(seed)
+        by_key: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            by_key.setdefault(key, []).append(i)
+        rows = np.sort(
+            np.concatenate(
+                [
+                    rng.choice(members, max(1, round(limit * len(members) / len(df))), False)
+                    for members in by_key.values()
+                ]
+            )
+        )
+    subset = df.iloc[rows].reset_index(drop=True)
+    subset.attrs = dict(df.attrs)
+    images = np.zeros((len(subset), *predictor.spec.size, 1), np.float32)
+    seen = np.zeros(len(subset), bool)
+    for positions, batch in make_indexed_dataset(subset, predictor.spec, 32):
+        images[positions.numpy()] = batch.numpy()
+        seen[positions.numpy()] = True
+    result = stress_evaluation(predictor, images[seen], y=y[rows][seen], mask=mask[rows][seen])
+    return {**result, "drawn_from": len(df)}

@@ -1,0 +1,52 @@
+"""Stress evaluation: the evaluated films re-scored under acquisition shifts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxr_keras.core.image_spec import ImageSpec
+from cxr_keras.data.io import load_image
+from cxr_keras.evaluation.stress import SHIFTS, apply_shift
+from cxr_keras.sample_data import sample_files
+
+
+def test_every_shift_changes_a_real_film_and_keeps_its_shape_and_range():
+    film = load_image(sample_files("kermany")[0], ImageSpec(size=64))[None]
+    for shift, severities in SHIFTS.items():
+        previous = None
+        for severity in range(len(severities)):
+            shifted = apply_shift(film, shift=shift, severity=severity)
+            assert shifted.shape == film.shape and shifted.dtype == np.float32
+            assert shifted.min() >= 0 and shifted.max() <= 1
+            change = float(np.abs(shifted - film).mean())
+            assert change > 1e-3, (shift, severity)
+            if previous is not None:  # the second severity is the stronger one
+                assert change > previous, (shift, severity)
+            previous = change
+    twelve_bit = apply_shift(film, shift="12-bit range", severity=0)
+    assert twelve_bit.max() <= 4095 / 65535 + 1e-6
+    with pytest.raises(ValueError, match="no shift"):
+        apply_shift(film, shift="fog", severity=0)
+
+
+def test_evaluate_stress_reports_every_shift_and_the_worst_case(trained_artifact, tmp_path):
+    from cxr_keras.artifact.store import copy_artifact, load_artifact
+    from cxr_keras.evaluation.evaluate import evaluate
+
+    folder = copy_artifact(trained_artifact.path, tmp_path / "model")
+    result = evaluate(
+        folder, split="test", out=tmp_path / "report", bootstrap=100, stress=True, stress_images=30
+    )
+    stress = result["stress"]
+    assert abs(stress["images"] - min(30, stress["drawn_from"])) <= 2  # drawn per class
+    assert len(stress["shifts"]) == sum(len(s) for s in SHIFTS.values())
+    by_name = {(r["shift"], r["severity"]): r for r in stress["shifts"]}
+    # a 12-bit film read without rescaling is almost black: every one is flagged
+    assert by_name[("12-bit range", "read as 16-bit")]["ood_share"] == 1.0
+    assert stress["worst"]["ood_share"]["value"] == 1.0
+    assert stress["worst"]["roc_auc"]["value"] <= stress["none"]["roc_auc"]
+    assert "Stress: acquisition shifts" in (tmp_path / "report" / "report.md").read_text()
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "## Robustness: acquisition shifts" in card and "| JPEG re-compression |" in card
+    assert "stress" in load_artifact(folder).meta["metrics"]["evaluation"]["test"]
