@@ -302,3 +302,31 @@ def test_sample_prediction_grid_draws_positives_and_colours_each_decision(monkey
         i = index[caption.splitlines()[-1]]
         # 2, 3: a missed A; 4: B said where B is known negative; 5, 6: B said, unknown
         assert color == ("tab:red" if i in (2, 3, 4) else "tab:green"), (i, caption)
+
+
+def test_other_data_holding_the_models_own_films_is_called_optimistic(trained_artifact, tmp_path):
+    from cxr_keras.serving.app import model_card_markdown
+
+    model = copy_artifact(trained_artifact.path, tmp_path / "model")
+    own_val = select_split(artifact_manifest(trained_artifact), "val", "val")
+    result = evaluate(model, data=own_val, split="all", out=tmp_path / "out", bootstrap=100)
+    assert result["evaluated"]["overlap_with_own_splits"] == {"val": len(own_val)}
+    assert any("which chose the thresholds" in n and "optimistic" in n for n in result["notes"])
+    # the card and the app: no external evaluation, and they say so plainly
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "Measured only on splits of its own training data" in card
+    assert "External evaluation" not in card and "Evaluation on its own data: manifest_all" in card
+    page = model_card_markdown(load_artifact(model))
+    assert "Measured only on splits of its own training data" in page
+    # data sharing no film with its splits is external: it leads the card and the page
+    meta = load_artifact(model).meta
+    meta["metrics"]["evaluation"]["site_b_all"] = {
+        **meta["metrics"]["evaluation"]["manifest_all"],
+        "overlap_with_own_splits": {},
+    }
+    from cxr_keras.artifact.model_card import model_card
+    from cxr_keras.artifact.store import Artifact
+
+    text = model_card(Artifact(None, meta, model))
+    assert "Measured only on splits" not in text
+    assert text.index("External evaluation: site_b_all") < text.index("Evaluation on its own")

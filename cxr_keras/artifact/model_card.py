@@ -22,7 +22,14 @@ from pathlib import Path
 from cxr_keras.artifact.store import CARD_FILE
 from cxr_keras.core.result_names import THRESHOLD_METRICS
 
-__all__ = ["CARD_FILE", "intended_use", "model_card", "write_model_card"]
+__all__ = [
+    "CARD_FILE",
+    "intended_use",
+    "is_external",
+    "measured_on_statement",
+    "model_card",
+    "write_model_card",
+]
 
 #: the rates at each stored threshold the card shows (titles: the metric registry)
 CARD_RATES = ("accuracy", "sensitivity", "specificity")
@@ -148,9 +155,42 @@ def _training_section(meta: dict) -> list[str]:
     return lines
 
 
+OWN_SPLITS = ("train", "val", "test", "all")  # evaluation keys of the model's own data
+
+
+def is_external(key: str, entry: dict | None = None) -> bool:
+    """Whether a stored evaluation (its key and entry) is of data other than the model's
+    own: not one of its splits, and sharing no file with them.
+
+    Example:
+        >>> is_external("val"), is_external("official_test_all")
+        (False, True)
+        >>> is_external("pack_all", {"overlap_with_own_splits": {"val": 12}})
+        False
+    """
+    return key not in OWN_SPLITS and not (entry or {}).get("overlap_with_own_splits")
+
+
+def measured_on_statement(meta: dict) -> str | None:
+    """The plain statement a card and the app make when no external evaluation exists
+    (None when one does)."""
+    evaluations = (meta.get("metrics") or {}).get("evaluation") or {}
+    if any(is_external(key, entry) for key, entry in evaluations.items()):
+        return None
+    return (
+        "Measured only on splits of its own training data (the same source, disjoint "
+        "patients): these figures are not the model's accuracy in use. Expect lower "
+        "figures, above all lower specificity, on other hospitals, devices and "
+        "populations; evaluate it on your own data (`evaluate --data`)."
+    )
+
+
 def _results_section(meta: dict, labels: list[str]) -> list[str]:
     metrics = meta.get("metrics") or {}
     lines = ["## Results", ""]
+    statement = measured_on_statement(meta)
+    if statement:
+        lines += [f"**{statement}**", ""]
     validation = {
         k: v for k, v in (metrics.get("validation") or {}).items() if isinstance(v, (int, float))
     }
@@ -160,10 +200,14 @@ def _results_section(meta: dict, labels: list[str]) -> list[str]:
             + ", ".join(f"{k} {_num(v)}" for k, v in sorted(validation.items()))
             + "."
         )
-    for key, result in sorted((metrics.get("evaluation") or {}).items()):
+    evaluations = sorted(
+        (metrics.get("evaluation") or {}).items(), key=lambda kv: (not is_external(*kv), kv[0])
+    )  # external data first
+    for key, result in evaluations:
+        kind = "External evaluation" if is_external(key, result) else "Evaluation on its own data"
         lines += [
             "",
-            f"### Evaluation: {key}",
+            f"### {kind}: {key}",
             "",
             f"{result.get('source', key)}; {result.get('images', '?')} images.",
             "",

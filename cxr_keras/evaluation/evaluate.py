@@ -140,6 +140,25 @@ def _fit_detector(artifact, *, quantile: float, batch_size: int) -> str | None:
     return None
 
 
+def _overlap_with_own_splits(artifact, evaluated: pd.DataFrame) -> dict[str, int]:
+    """How many evaluated files are in the artifact's own train / val splits (by resolved
+    path; nothing when those splits cannot be rebuilt here)."""
+    from cxr_keras.evaluation.frames import artifact_manifest
+
+    try:
+        own = artifact_manifest(artifact)
+    except (OSError, ValueError):  # ConfigError is a ValueError
+        return {}
+    mine = {str(Path(p).resolve()) for p in evaluated["path"]}
+    counts = {}
+    for split in ("val", "train"):
+        paths = own.loc[own["split"] == split, "path"] if "split" in own else []
+        count = sum(str(Path(p).resolve()) in mine for p in paths)
+        if count:
+            counts[split] = count
+    return counts
+
+
 def _label_shift_entry(logits, y, mask, labels) -> dict:
     """What ``predict --adapt-prior`` needs, fitted on validation: per label the
     bias-corrected temperature scaling and the prevalence it is calibrated at (labels
@@ -461,6 +480,13 @@ def evaluate(
         decision_rule = "youden" if val is not None else artifact.decision_rule
     if decision_rule not in thresholds:
         raise ValueError(f"--decision-rule {decision_rule!r}: one of {sorted(thresholds)}")
+    overlap = _overlap_with_own_splits(artifact, evaluated) if data is not None else {}
+    for own, count in overlap.items():  # other data that holds the model's own films
+        chose = "chose the thresholds and temperature" if own == "val" else "trained it"
+        notes.append(
+            f"{count} of the {len(evaluated)} evaluated images are in the model's own "
+            f"{own} split, which {chose}: these figures are optimistic."
+        )
     if data is None and split == "val" and val is not None:
         notes.append(
             "Evaluated on the validation split that chose the thresholds (and temperatures): "
@@ -482,6 +508,7 @@ def evaluate(
             "skipped_files": len(evaluated.attrs.get("skipped", [])),
             "skipped": [[str(s[0]), str(s[2])] for s in evaluated.attrs.get("skipped", [])],
             "undecodable_files": undecodable,
+            "overlap_with_own_splits": overlap,
         },
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": labels,
@@ -617,6 +644,7 @@ def _store(
         "roc_auc_ci": macro["roc_auc_ci"],
         "images": result["evaluated"]["images"],
         "source": result["evaluated"]["source"],
+        "overlap_with_own_splits": result["evaluated"]["overlap_with_own_splits"],
         "at_thresholds": {  # what a model card shows: the rates at each stored rule
             rule: {
                 label: {k: m[k] for k in ("threshold", "accuracy", "sensitivity", "specificity")}

@@ -81,7 +81,15 @@ def model_card_markdown(artifact) -> str:
     if validation:
         shown = ", ".join(f"{k} {_format_metric(v)}" for k, v in sorted(validation.items()))
         lines.append(f"**Validation** (best epoch): {shown}")
-    for split, result in sorted((metrics.get("evaluation") or {}).items()):
+    from cxr_keras.artifact.model_card import is_external, measured_on_statement
+
+    statement = measured_on_statement(meta)
+    if statement:
+        lines.append(f"**{statement}**")
+    evaluations = sorted(
+        (metrics.get("evaluation") or {}).items(), key=lambda kv: (not is_external(*kv), kv[0])
+    )  # external data first
+    for split, result in evaluations:
         auc = result.get("roc_auc")
         if auc is None:
             auc = result.get("macro_roc_auc")
@@ -91,7 +99,8 @@ def model_card_markdown(artifact) -> str:
         interval = f" [95% CI {ci[0]:.3f}–{ci[1]:.3f}]" if ci else ""
         images = f", {result['images']} images" if "images" in result else ""
         title = RANKING_METRICS["roc_auc"]
-        lines.append(f"**Evaluation** on `{split}`: {title} {auc:.3f}{interval}{images}")
+        kind = "External evaluation" if is_external(split, result) else "Evaluation"
+        lines.append(f"**{kind}** on `{split}`: {title} {auc:.3f}{interval}{images}")
     return "  \n".join(lines)
 
 
