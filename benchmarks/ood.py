@@ -172,7 +172,8 @@ def _last_layer_scores(artifact, manifest, sets) -> dict[str, np.ndarray]:
     from cxr_keras.artifact.ood import detector_layers, fit_detector
     from cxr_keras.artifact.predictor import Predictor
     from cxr_keras.data.batching import label_arrays
-    from cxr_keras.data.io import read_header
+    from cxr_keras.data.manifest import new_manifest
+    from cxr_keras.data.verify import verify_files
 
     last = detector_layers(artifact.explain_model)[-1:]
     reader = Predictor(artifact, feature_layers=last)
@@ -187,21 +188,15 @@ def _last_layer_scores(artifact, manifest, sets) -> dict[str, np.ndarray]:
         layers=last,
     )
     result = {}
-    for name, paths in sets.items():
-        usable = []
-        for p in paths:
-            try:
-                read_header(p, artifact.image_spec)
-                usable.append(p)
-            except ValueError:
-                pass
-        features = []
-        for i in range(0, len(usable), 64):
-            from cxr_keras.data.io import load_image
-
-            batch = np.stack([load_image(p, artifact.image_spec) for p in usable[i : i + 64]])
-            features.append(reader.outputs(batch).features[0])
-        result[name] = detector.score([np.concatenate(features)]) if features else np.array([])
+    for name, paths in sets.items():  # the files predict answers: verified, then decoded
+        files = verify_files(
+            new_manifest([{"path": p} for p in paths], labels=[]), artifact.image_spec
+        )
+        scored = reader.manifest_outputs(files) if len(files) else None
+        decoded = scored.decoded if scored is not None else np.zeros(0, bool)
+        result[name] = (
+            detector.score([scored.features[0][decoded]]) if decoded.any() else np.array([])
+        )
     return result
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cxr_keras.artifact.calibration import negative_log_likelihood, sigmoid
+
 __all__ = [
     "MIN_IMAGES",
     "adapt_probabilities",
@@ -95,8 +97,7 @@ def fit_bcts(logits, y) -> dict:
 
     def loss(params):
         log_t, b = params
-        s = z / np.exp(log_t) + b
-        return float(np.mean(np.logaddexp(0, s) - y * s))
+        return negative_log_likelihood(z / np.exp(log_t) + b, y)
 
     best = minimize(loss, x0=[0.0, 0.0], method="L-BFGS-B", bounds=[(-5, 5), (-20, 20)])
     return {"temperature": float(np.exp(best.x[0])), "bias": float(best.x[1])}
@@ -104,5 +105,6 @@ def fit_bcts(logits, y) -> dict:
 
 def bcts_probabilities(logits, calibration: dict) -> np.ndarray:
     """One label's probabilities under its fitted BCTS (see :func:`fit_bcts`)."""
-    s = np.asarray(logits, np.float64) / calibration["temperature"] + calibration["bias"]
-    return 1 / (1 + np.exp(-s))
+    return sigmoid(
+        np.asarray(logits, np.float64) / calibration["temperature"] + calibration["bias"]
+    )

@@ -59,8 +59,6 @@ def fit_and_store(
         )
         return kept, df[rows].reset_index(drop=True)
 
-    if len(train) < 2:
-        raise ValueError("fitting the out-of-distribution detector needs training films")
     sharded = "shards" in train.attrs  # the source files need not be here
     train_out, train = features_of(train, "training split")
     if len(train) < 2:

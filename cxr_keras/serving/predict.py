@@ -248,7 +248,7 @@ def _adapt_prior(artifact, answers, *, declared) -> dict:
         unknown = sorted(set(declared) - set(labels))
         if unknown:
             raise ValueError(f"--prevalence: unknown labels {unknown}; the model has {labels}")
-    in_scope = ~answers.ood if len(answers.ood) else np.ones(len(answers.logits), bool)
+    in_scope = ~answers.ood
     if declared is None and in_scope.sum() < MIN_IMAGES:
         raise ValueError(
             f"--adapt-prior needs at least {MIN_IMAGES} in-distribution images to "
