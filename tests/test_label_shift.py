@@ -149,3 +149,14 @@ def test_the_default_rule_decides_the_most_probable_class_at_the_new_prevalence(
         corrected = entry["probabilities"]["PNEUMONIA"]
         assert entry["decisions"]["PNEUMONIA"] == (corrected >= 0.5)
     assert "most probable class" in document["prior_adaptation"]["note"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [(["1.5"], "a share in \\(0, 1\\)"), (["PNEUMONIA=x"], "a share"), (["0.2", "0.3"], "LABEL=P")],
+)
+def test_a_bad_declared_prevalence_is_refused_before_any_model_loads(values, message):
+    from cxr_keras.predict import main
+
+    with pytest.raises(ValueError, match=message):
+        main(["--model", "no_such_model", "--out", "o", "film.png", "--prevalence", *values])

@@ -207,3 +207,17 @@ def test_unusable_scores_and_files_never_pass_silently(trained_artifact, tmp_pat
     # no images: an empty answer, not a crash
     empty = predictor.predict(np.zeros((0, 64, 64, 1), np.float32))
     assert empty.probabilities.shape == (0, 1) and empty.ood_reasons == []
+
+
+def test_evaluate_refits_the_detector_at_a_chosen_quantile(trained_artifact, tmp_path):
+    from cxr_keras.artifact.store import copy_artifact, load_artifact
+    from cxr_keras.evaluation.evaluate import evaluate
+
+    folder = copy_artifact(trained_artifact.path, tmp_path / "model")
+    before = load_artifact(folder).meta["ood"]
+    evaluate(folder, split="test", out=tmp_path / "r", bootstrap=100, ood_quantile=0.9)
+    after = load_artifact(folder).meta["ood"]
+    assert before["quantile"] == 0.995 and after["quantile"] == 0.9
+    assert after["threshold"] < before["threshold"]  # a lower quantile flags more
+    with pytest.raises(ValueError, match="ood-quantile"):
+        evaluate(folder, split="test", out=tmp_path / "r", ood_quantile=1.5)
