@@ -139,6 +139,20 @@ def _stress_table(artifact, predictor, val, limit: int) -> None:
         print("| " + " | ".join(cells) + " |")
     for key, worst in stress["worst"].items():
         print(f"worst {key}: {worst['value']:.3f} ({worst['shift']}, {worst['severity']})")
+    print(f"each stored rule under the shifts (the table above: {stress['decision_rule']})")
+    for rule, moves in stress["rules"].items():
+        worst = {
+            key: f"{w['value']:.3f} ({w['shift']}, {w['severity']})"
+            for key, w in (
+                ("sensitivity", moves["worst_sensitivity"]),
+                ("specificity", moves["worst_specificity"]),
+            )
+        }
+        print(
+            f"{rule}: sensitivity {moves['none']['sensitivity']:.3f}, worst "
+            f"{worst['sensitivity']}; specificity {moves['none']['specificity']:.3f}, "
+            f"worst {worst['specificity']}"
+        )
 
 
 if __name__ == "__main__":

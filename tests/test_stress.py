@@ -31,10 +31,13 @@ def test_every_shift_changes_a_real_film_and_keeps_its_shape_and_range():
 
 
 def test_evaluate_stress_reports_every_shift_and_the_worst_case(trained_artifact, tmp_path):
-    from cxr_keras.artifact.store import copy_artifact, load_artifact
+    from cxr_keras.artifact.store import copy_artifact, load_artifact, write_meta
     from cxr_keras.evaluation.evaluate import evaluate
 
     folder = copy_artifact(trained_artifact.path, tmp_path / "model")
+    meta = load_artifact(folder).meta  # stale stored thresholds, which evaluate replaces
+    meta["thresholds"]["youden"] = {label: 0.999 for label in meta["labels"]}
+    write_meta(meta, folder)
     result = evaluate(
         folder, split="test", out=tmp_path / "report", bootstrap=100, stress=True, stress_images=30
     )
@@ -46,7 +49,23 @@ def test_evaluate_stress_reports_every_shift_and_the_worst_case(trained_artifact
     assert by_name[("12-bit range", "read as 16-bit")]["ood_share"] == 1.0
     assert stress["worst"]["ood_share"]["value"] == 1.0
     assert stress["worst"]["roc_auc"]["value"] <= stress["none"]["roc_auc"]
-    assert "Stress: acquisition shifts" in (tmp_path / "report" / "report.md").read_text()
+    # every rule's rates, at the thresholds evaluate has just chosen (not the stale ones)
+    assert stress["decision_rule"] == result["decision_rule"] == "youden"
+    assert set(stress["rules"]) == set(result["thresholds"])
+    for rule, moves in stress["rules"].items():
+        assert moves["thresholds"] == pytest.approx(result["thresholds"][rule])
+        for key in ("sensitivity", "specificity"):
+            assert moves[f"worst_{key}"]["value"] <= moves["none"][key]
+            assert all(
+                r["rules"][rule][key] >= moves[f"worst_{key}"]["value"] for r in stress["shifts"]
+            )
+    youden = stress["rules"]["youden"]
+    assert youden["thresholds"]["PNEUMONIA"] < 0.999
+    assert stress["none"]["sensitivity"] == youden["none"]["sensitivity"]
+    assert stress["none"]["specificity"] == youden["none"]["specificity"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "Stress: acquisition shifts" in report and "worst specificity" in report
     card = (folder / "MODEL_CARD.md").read_text()
     assert "## Robustness: acquisition shifts" in card and "| JPEG re-compression |" in card
+    assert "How each rule's sensitivity and specificity move" in card and "| youden |" in card
     assert "stress" in load_artifact(folder).meta["metrics"]["evaluation"]["test"]

@@ -337,7 +337,8 @@ def _robustness_section(meta: dict) -> list[str]:
     for key, stress in stressed:
         base = stress["none"]
         lines += [
-            f"On `{key}` ({stress['images']} films), at the stored thresholds; as they are: "
+            f"On `{key}` ({stress['images']} films), at the "
+            f"{stress.get('decision_rule', 'stored')} thresholds; as they are: "
             f"ROC AUC {_num(base['roc_auc'])}, sensitivity {_pct(base['sensitivity'])}, "
             f"specificity {_pct(base['specificity'])}, ECE {_num(base['ece'])}.",
             "",
@@ -355,7 +356,29 @@ def _robustness_section(meta: dict) -> list[str]:
             for name, w in stress["worst"].items()
         )
         lines += ["", f"Worst case: {worst}.", ""]
+        if stress.get("rules"):  # how each stored rule holds up, not only the decision rule
+            lines += [
+                "How each rule's sensitivity and specificity move under these shifts:",
+                "",
+                "| rule | sensitivity | specificity | worst sensitivity | worst specificity |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {rule} | {_pct(m['none']['sensitivity'])} | "
+                f"{_pct(m['none']['specificity'])} | {_worst_pct(m['worst_sensitivity'])} | "
+                f"{_worst_pct(m['worst_specificity'])} |"
+                for rule, m in stress["rules"].items()
+            ]
+            lines.append("")
     return lines[:-1]
+
+
+def _worst_pct(worst: dict | None) -> str:
+    return (
+        "n/a"
+        if worst is None
+        else f"{_pct(worst['value'])} ({worst['shift']}, {worst['severity']})"
+    )
 
 
 def _ood_section(meta: dict) -> list[str]:

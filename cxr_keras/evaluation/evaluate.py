@@ -569,8 +569,16 @@ def evaluate(
     if stress:
         from cxr_keras.evaluation.stress import stress_manifest
 
-        result["stress"] = stress_manifest(
-            predictor, evaluated, y=y, mask=mask, limit=stress_images, seed=seed
+        result["stress"] = stress_manifest(  # at the thresholds and temperatures just chosen
+            predictor,
+            evaluated,
+            y=y,
+            mask=mask,
+            limit=stress_images,
+            seed=seed,
+            thresholds=thresholds,
+            temperatures=temperatures,
+            decision_rule=decision_rule,
         )
 
     files = _figures(result, artifact, evaluated, y, mask, probabilities, uncalibrated, out)

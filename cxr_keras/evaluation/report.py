@@ -151,6 +151,13 @@ def _discrimination_rows(block: dict) -> list[list]:
     return rows
 
 
+def _worst_text(worst: dict | None) -> str:
+    """``0.590 (blur, sigma 2 px)``: a worst case over the stress shifts."""
+    return (
+        "n/a" if worst is None else f"{fmt(worst['value'])} ({worst['shift']}, {worst['severity']})"
+    )
+
+
 def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
     """The report's blocks from ``metrics.json`` content: data, discrimination with CIs,
     metrics at each threshold, calibration, subgroups, figures and notes. ``files`` maps
@@ -303,7 +310,30 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
         )
         report.paragraph(
             f"{stress['images']} of the {stress['drawn_from']} evaluated films, re-scored "
-            f"under each shift at the stored thresholds. Worst case: {worst}."
+            f"under each shift at the {stress['decision_rule']} thresholds. "
+            f"Worst case: {worst}."
+        )
+        report.paragraph("How each rule's sensitivity and specificity move under the shifts:")
+        report.table(
+            [
+                "rule",
+                "thresholds",
+                "sensitivity",
+                "specificity",
+                "worst sensitivity",
+                "worst specificity",
+            ],
+            [
+                [
+                    rule,
+                    ", ".join(f"{t:.3g}" for t in moves["thresholds"].values()),
+                    moves["none"]["sensitivity"],
+                    moves["none"]["specificity"],
+                    _worst_text(moves["worst_sensitivity"]),
+                    _worst_text(moves["worst_specificity"]),
+                ]
+                for rule, moves in stress["rules"].items()
+            ],
         )
 
     if result["subgroups"]:

@@ -18,8 +18,9 @@ shift                        5 % and 10 % of the width to the right, black gap
 ===========================  ==============================================================
 
 Per shift and severity: ROC AUC (macro over labels with both classes), sensitivity and
-specificity at the stored decision threshold (macro), ECE and the share of films the
-out-of-distribution check flags; and the worst case of each over all shifts.
+specificity at the decision threshold and at every other stored rule's (macro), ECE and
+the share of films the out-of-distribution check flags; and the worst case of each over
+all shifts, per rule too.
 
 Example:
     >>> images = np.full((2, 32, 32, 1), 0.5, np.float32)
@@ -108,57 +109,128 @@ def apply_shift(images: np.ndarray, *, shift: str, severity: int, seed: int = 0)
     return np.clip(np.stack(shifted)[..., None], 0, 1).astype(np.float32)
 
 
-def _figures(predictor, images, y, mask) -> dict:
-    from cxr_keras.artifact.calibration import expected_calibration_error
-    from cxr_keras.evaluation.metrics import roc_pr_auc, threshold_metrics
+def _macro_rates(y, p, mask, thresholds) -> dict:
+    """Sensitivity and specificity at per-label ``thresholds``, each averaged over the
+    labels where it is defined."""
+    from cxr_keras.evaluation.metrics import threshold_metrics
+
+    rates: dict[str, list[float]] = {"sensitivity": [], "specificity": []}
+    for j, threshold in enumerate(thresholds):
+        known = mask[:, j] > 0
+        at = threshold_metrics(y[known, j], p[known, j], threshold)
+        for key, values in rates.items():
+            values += [at[key]] if at[key] is not None else []
+    return {key: float(np.mean(values)) if values else None for key, values in rates.items()}
+
+
+def _figures(predictor, images, y, mask, *, rules, temperatures, decision_rule) -> dict:
+    from cxr_keras.artifact.calibration import expected_calibration_error, sigmoid
+    from cxr_keras.evaluation.metrics import roc_pr_auc
 
     answers = predictor.predict(images)
-    aucs, sensitivities, specificities = [], [], []
+    p = sigmoid(answers.logits / np.asarray(temperatures))
+    aucs = []
     for j in range(y.shape[1]):
         known = mask[:, j] > 0
-        yj, pj = y[known, j], answers.probabilities[known, j]
+        yj = y[known, j]
         if len(yj) and yj.min() != yj.max():
-            aucs.append(roc_pr_auc(yj, pj)[0])
-        at = threshold_metrics(yj, pj, answers.thresholds[j])
-        sensitivities += [at["sensitivity"]] if at["sensitivity"] is not None else []
-        specificities += [at["specificity"]] if at["specificity"] is not None else []
+            aucs.append(roc_pr_auc(yj, p[known, j])[0])
+    at_rules = {rule: _macro_rates(y, p, mask, values) for rule, values in rules.items()}
     known = mask > 0
     return {
         "roc_auc": float(np.mean(aucs)) if aucs else None,
-        "sensitivity": float(np.mean(sensitivities)) if sensitivities else None,
-        "specificity": float(np.mean(specificities)) if specificities else None,
-        "ece": expected_calibration_error(y[known], answers.probabilities[known]),
+        **at_rules[decision_rule],
+        "ece": expected_calibration_error(y[known], p[known]),
         "ood_share": float(answers.ood.mean()),
+        "rules": at_rules,
     }
 
 
-def stress_evaluation(predictor, images: np.ndarray, *, y: np.ndarray, mask: np.ndarray) -> dict:
+def _worst(rows: list[dict], key: str, pick, rule: str | None = None) -> dict | None:
+    """The row where ``key`` (of ``rule``'s rates when given) is worst, as
+    ``{value, shift, severity}``."""
+
+    def value(row):
+        return row["rules"][rule][key] if rule else row[key]
+
+    candidates = [r for r in rows if value(r) is not None]
+    if not candidates:
+        return None
+    row = pick(candidates, key=value)
+    return {"value": value(row), "shift": row["shift"], "severity": row["severity"]}
+
+
+def stress_evaluation(
+    predictor,
+    images: np.ndarray,
+    *,
+    y: np.ndarray,
+    mask: np.ndarray,
+    thresholds: dict[str, list[float]] | None = None,
+    temperatures: list[float] | None = None,
+    decision_rule: str | None = None,
+) -> dict:
     """Figures on ``images`` as they are and under every shift of :data:`SHIFTS`
-    (``{"none": figures, "shifts": [{shift, severity, **figures}], "worst": {...}}``)."""
-    baseline = _figures(predictor, images, y, mask)
+    (``{"none": figures, "shifts": [{shift, severity, **figures}], "worst": {...},
+    "rules": {rule: ...}}``).
+
+    ``thresholds`` (``{rule: per-label thresholds}``), ``temperatures`` and
+    ``decision_rule`` default to the artifact's stored ones; evaluate passes the ones it
+    has just chosen. The top-level sensitivity and specificity are at the decision rule;
+    ``rules`` says how each rule's move: as they are and their worst case over shifts.
+    """
+    artifact = predictor.artifact
+    rules = thresholds or {rule: artifact.thresholds(rule) for rule in artifact.meta["thresholds"]}
+    decision_rule = decision_rule or artifact.decision_rule
+    settings = {
+        "rules": rules,
+        "temperatures": temperatures if temperatures is not None else artifact.temperatures,
+        "decision_rule": decision_rule,
+    }
+    baseline = _figures(predictor, images, y, mask, **settings)
     rows = []
     for shift, severities in SHIFTS.items():
         for severity, label in enumerate(severities):
             shifted = apply_shift(images, shift=shift, severity=severity)
             rows.append(
-                {"shift": shift, "severity": label, **_figures(predictor, shifted, y, mask)}
+                {
+                    "shift": shift,
+                    "severity": label,
+                    **_figures(predictor, shifted, y, mask, **settings),
+                }
             )
     worst = {}
     for key, pick in (("roc_auc", min), ("sensitivity", min), ("specificity", min),
                       ("ece", max), ("ood_share", max)):  # fmt: skip
-        candidates = [r for r in rows if r[key] is not None]
-        if candidates:
-            row = pick(candidates, key=lambda r, k=key: r[k])
-            worst[key] = {"value": row[key], "shift": row["shift"], "severity": row["severity"]}
-    return {"images": len(images), "none": baseline, "shifts": rows, "worst": worst}
+        found = _worst(rows, key, pick)
+        if found:
+            worst[key] = found
+    by_rule = {
+        rule: {
+            "thresholds": dict(zip(artifact.labels, values, strict=True)),
+            "none": baseline["rules"][rule],
+            "worst_sensitivity": _worst(rows, "sensitivity", min, rule),
+            "worst_specificity": _worst(rows, "specificity", min, rule),
+        }
+        for rule, values in rules.items()
+    }
+    return {
+        "images": len(images),
+        "decision_rule": decision_rule,
+        "none": baseline,
+        "shifts": rows,
+        "worst": worst,
+        "rules": by_rule,
+    }
 
 
 def stress_manifest(
-    predictor, df, *, y: np.ndarray, mask: np.ndarray, limit: int, seed: int = 0
+    predictor, df, *, y: np.ndarray, mask: np.ndarray, limit: int, seed: int = 0, **settings
 ) -> dict:
     """:func:`stress_evaluation` on up to ``limit`` films of a manifest (drawn with the
     same share from each label combination; ``y`` and ``mask`` its label arrays), decoded
-    with the predictor's image spec; ``drawn_from`` says how many it had.
+    with the predictor's image spec; ``drawn_from`` says how many it had. ``settings``:
+    the thresholds, temperatures and decision rule of :func:`stress_evaluation`.
 
     Example:
         >>> stress = stress_manifest(predictor, df, y=y, mask=mask, limit=300)  # doctest: +SKIP
@@ -189,5 +261,7 @@ def stress_manifest(
     for positions, batch in make_indexed_dataset(subset, predictor.spec, 32):
         images[positions.numpy()] = batch.numpy()
         seen[positions.numpy()] = True
-    result = stress_evaluation(predictor, images[seen], y=y[rows][seen], mask=mask[rows][seen])
+    result = stress_evaluation(
+        predictor, images[seen], y=y[rows][seen], mask=mask[rows][seen], **settings
+    )
     return {**result, "drawn_from": len(df)}
