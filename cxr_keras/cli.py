@@ -8,13 +8,16 @@ import os
 import sys
 from collections.abc import Callable
 
+from cxr_keras.artifact.label_shift import MIN_IMAGES
 from cxr_keras.config import Config, load_config
 from cxr_keras.core.errors import ConfigError, RunFailedError
 
 __all__ = [
     "add_config_arguments",
     "add_override_argument",
+    "add_prior_arguments",
     "config_from_args",
+    "declared_prevalence",
     "run_cli",
     "setup_logging",
 ]
@@ -47,6 +50,56 @@ def add_override_argument(
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
     )
+
+
+def add_prior_arguments(parser: argparse.ArgumentParser, *, effect: str) -> None:
+    """``--adapt-prior`` or ``--prevalence [LABEL=]P ...`` (one or the other): the
+    prevalence where the model is used, estimated or declared; ``effect`` says what the
+    command does with it. :func:`declared_prevalence` reads ``args.prevalence``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--adapt-prior",
+        action="store_true",
+        help="re-estimate each label's prevalence in these images (EM on bias-corrected "
+        f"temperature scaling; at least {MIN_IMAGES} in distribution) and {effect}",
+    )
+    group.add_argument(
+        "--prevalence",
+        nargs="+",
+        metavar="[LABEL=]P",
+        help="a declared prevalence per label where the model is used (a bare number: "
+        f"every label), and {effect}",
+    )
+
+
+def declared_prevalence(values: list[str] | None) -> dict[str, float] | float | None:
+    """``--prevalence``: ``0.3`` (every label) or ``LABEL=0.3 ...``; None when not given.
+
+    Example:
+        >>> declared_prevalence(["PNEUMONIA=0.6"]), declared_prevalence(["0.3"])
+        ({'PNEUMONIA': 0.6}, 0.3)
+    """
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return _share(values[0])
+    declared = {}
+    for value in values:
+        label, sep, share = value.partition("=")
+        if not sep:
+            raise ValueError(f"--prevalence {value!r}: LABEL=P for each label, or one P")
+        declared[label] = _share(share)
+    return declared
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--prevalence: a share in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise ValueError(f"--prevalence: a share in (0, 1), got {value}")
+    return value
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -4,6 +4,7 @@ calibration.
     python -m cxr_keras.evaluate --model runs/<name> [--data DATA] [--split test]
         [--calibrate] [--min-sensitivity 0.95] [--decision-rule youden]
         [--bootstrap 1000] [--out DIR] [--update-model] [--refit-ood] [--ood-quantile Q]
+        [--stress [--stress-images 400]] [--adapt-prior | --prevalence [LABEL=]P ...]
 
 What it does and writes: :mod:`cxr_keras.evaluation.evaluate`, the stage this command line runs.
 """
@@ -14,6 +15,8 @@ import argparse
 import json
 
 from cxr_keras.cli import (
+    add_prior_arguments,
+    declared_prevalence,
     run_cli,
     setup_logging,
 )
@@ -94,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stress-images", type=int, default=400, help="films re-scored by --stress (default 400)"
     )
+    add_prior_arguments(parser, effect="also report the metrics after correcting the answers to it")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    declared = declared_prevalence(args.prevalence)  # refused before a model loads
     result = evaluate(
         args.model,
         data=args.data,
@@ -123,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         ood_quantile=args.ood_quantile,
         stress=args.stress,
         stress_images=args.stress_images,
+        adapt_prior=args.adapt_prior,
+        prevalence=declared,
     )
     macro = result["discrimination"]["macro"]
     print(
@@ -134,6 +141,16 @@ def main(argv: list[str] | None = None) -> int:
                 "macro_roc_auc_ci": macro["roc_auc_ci"],
                 "decision_rule": result["decision_rule"],
                 "thresholds": result["thresholds"][result["decision_rule"]],
+                **(
+                    {
+                        "prevalence": {
+                            label: block["prevalence"]
+                            for label, block in result["prior_adaptation"]["labels"].items()
+                        }
+                    }
+                    if result.get("prior_adaptation")
+                    else {}
+                ),
             },
             indent=2,
         )

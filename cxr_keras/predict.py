@@ -10,39 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from cxr_keras.artifact.label_shift import MIN_IMAGES
 from cxr_keras.cli import (
+    add_prior_arguments,
+    declared_prevalence,
     run_cli,
     setup_logging,
 )
 from cxr_keras.serving.predict import predict
 
 __all__ = ["main"]
-
-
-def _declared(values: list[str] | None) -> dict[str, float] | float | None:
-    """``--prevalence``: ``0.3`` (every label) or ``LABEL=0.3 ...``."""
-    if not values:
-        return None
-    if len(values) == 1 and "=" not in values[0]:
-        return _share(values[0])
-    declared = {}
-    for value in values:
-        label, sep, share = value.partition("=")
-        if not sep:
-            raise ValueError(f"--prevalence {value!r}: LABEL=P for each label, or one P")
-        declared[label] = _share(share)
-    return declared
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"--prevalence: a share in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise ValueError(f"--prevalence: a share in (0, 1), got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,20 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradcam", action="store_true", help="also write Grad-CAM overlays")
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes (0: off)")
     parser.add_argument("--batch-size", type=int, default=32)
-    shift = parser.add_mutually_exclusive_group()
-    shift.add_argument(
-        "--adapt-prior",
-        action="store_true",
-        help="re-estimate each label's prevalence in these images (EM; at least "
-        f"{MIN_IMAGES} in distribution), correct probabilities and decisions, write "
-        "prevalence.json",
-    )
-    shift.add_argument(
-        "--prevalence",
-        nargs="+",
-        metavar="[LABEL=]P",
-        help="a declared prevalence per label where the model is used (a bare number: "
-        "every label); probabilities and decisions are corrected to it",
+    add_prior_arguments(
+        parser, effect="correct probabilities and decisions to it (writes prevalence.json)"
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -81,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         mc_passes=args.mc_passes,
         batch_size=args.batch_size,
         adapt_prior=args.adapt_prior,
-        prevalence=_declared(args.prevalence),
+        prevalence=declared_prevalence(args.prevalence),
     )
     for entry in document["files"]:
         probabilities = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())

@@ -160,3 +160,55 @@ def test_a_bad_declared_prevalence_is_refused_before_any_model_loads(values, mes
 
     with pytest.raises(ValueError, match=message):
         main(["--model", "no_such_model", "--out", "o", "film.png", "--prevalence", *values])
+
+
+def test_evaluate_adapt_prior_measures_what_predict_would_answer(evaluated, tmp_path):
+    from cxr_keras.data.manifest import new_manifest
+    from cxr_keras.evaluation.evaluate import evaluate
+    from cxr_keras.serving.predict import predict
+
+    films = sample_files("kermany")
+    normal = [f for f in films if "NORMAL" in str(f)][:60]
+    pneumonia = [f for f in films if "PNEUMONIA" in str(f)][:20]
+    rows = [{"path": str(f), "PNEUMONIA": 0.0} for f in normal]
+    rows += [{"path": str(f), "PNEUMONIA": 1.0} for f in pneumonia]
+    manifest = new_manifest(rows, labels=["PNEUMONIA"])
+    result = evaluate(
+        evaluated, data=manifest, split="all", out=tmp_path / "e", bootstrap=100, adapt_prior=True
+    )
+    block = result["prior_adaptation"]["labels"]["PNEUMONIA"]
+    prevalence = block["prevalence"]
+    assert prevalence["observed"] == pytest.approx(0.25)
+    assert prevalence["error"] == pytest.approx(prevalence["estimated"] - 0.25)
+    low, high = prevalence["ci95"]
+    assert low <= prevalence["estimated"] <= high
+    # the same estimate predict --adapt-prior makes on the same films
+    predict(evaluated, normal + pneumonia, out=tmp_path / "p", mc_passes=0, adapt_prior=True)
+    answered = json.loads((tmp_path / "p" / "prevalence.json").read_text())["PNEUMONIA"]
+    assert prevalence["estimated"] == pytest.approx(answered["estimated"], abs=1e-6)
+    assert prevalence["training"] == answered["training"]
+    # before: the decisions at 0.5 of the evaluated, temperature-scaled probabilities
+    table = pd.read_csv(tmp_path / "e" / "predictions.csv")
+    said = table["probability_PNEUMONIA"] >= 0.5
+    accuracy = float((said == (table["PNEUMONIA"] == 1)).mean())
+    assert block["at_0.5"]["before"]["accuracy"] == pytest.approx(accuracy)
+    assert 0 <= block["at_0.5"]["after"]["accuracy"] <= 1
+    assert result["discrimination"]["labels"]["PNEUMONIA"]["n"] == 80
+    assert "After a label-shift correction" in (tmp_path / "e" / "report.md").read_text()
+
+    # a declared prevalence: no interval, the error against the labels
+    declared = evaluate(
+        evaluated, data=manifest, split="all", out=tmp_path / "d", bootstrap=100, prevalence=0.25
+    )["prior_adaptation"]
+    assert declared["method"] == "declared"
+    assert declared["labels"]["PNEUMONIA"]["prevalence"]["error"] == pytest.approx(0)
+    assert declared["labels"]["PNEUMONIA"]["prevalence"]["ci95"] is None
+    with pytest.raises(ValueError, match="--prevalence declares it"):
+        evaluate(evaluated, data=manifest, split="all", adapt_prior=True, prevalence=0.3)
+
+
+def test_evaluate_refuses_a_bad_declared_prevalence_before_any_model_loads():
+    from cxr_keras.evaluate import main
+
+    with pytest.raises(ValueError, match="a share in"):
+        main(["--model", "no_such_model", "--prevalence", "0"])

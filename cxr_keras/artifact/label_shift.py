@@ -25,14 +25,18 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from cxr_keras.artifact.calibration import negative_log_likelihood, sigmoid
 
 __all__ = [
     "MIN_IMAGES",
+    "PriorCorrection",
     "adapt_probabilities",
     "bcts_probabilities",
+    "correct_prior",
     "em_prevalence",
     "estimate_prevalence",
     "fit_bcts",
@@ -107,4 +111,86 @@ def bcts_probabilities(logits, calibration: dict) -> np.ndarray:
     """One label's probabilities under its fitted BCTS (see :func:`fit_bcts`)."""
     return sigmoid(
         np.asarray(logits, np.float64) / calibration["temperature"] + calibration["bias"]
+    )
+
+
+@dataclass
+class PriorCorrection:
+    """Answers moved to the prevalence where they are used (see :func:`correct_prior`)."""
+
+    probabilities: np.ndarray  # (n, labels): corrected; unchanged where not corrected
+    # {label: {"estimated": p, "ci95": [lo, hi] or None when declared, "training": p0}}
+    prevalence: dict[str, dict]
+    method: str
+    images: int  # the in-distribution rows the estimate came from
+    notes: list[str] = field(default_factory=list)
+
+
+def correct_prior(
+    artifact,
+    logits: np.ndarray,
+    probabilities: np.ndarray,
+    *,
+    in_scope: np.ndarray,
+    declared: dict[str, float] | float | None = None,
+    entry: dict | None = None,
+    seed: int = 0,
+) -> PriorCorrection:
+    """Each label's probabilities recalibrated (BCTS) and moved to the prevalence
+    estimated among the ``in_scope`` rows, or to a ``declared`` one (a share for every
+    label, or ``{label: share}``; labels left out stay as they were).
+
+    ``entry``: the label-shift calibration (default: the artifact's stored one); every
+    row is corrected, only in-distribution rows estimate. A ValueError when the artifact
+    has no calibration, a declared label is unknown, or fewer than :data:`MIN_IMAGES`
+    rows are in scope for an estimate.
+
+    Example:
+        >>> fixed = correct_prior(artifact, logits, p, in_scope=~ood)  # doctest: +SKIP
+        >>> fixed.prevalence["PNEUMONIA"]["estimated"]  # doctest: +SKIP
+        0.61
+    """
+    entry = entry if entry is not None else artifact.meta.get("label_shift")
+    if not entry or not entry.get("prevalence"):
+        raise ValueError(
+            f"{artifact.path}: no label-shift calibration stored; evaluate fits it on the "
+            "validation split (python -m cxr_keras.evaluate --model M, with --update-model "
+            "for a shipped model)"
+        )
+    labels = artifact.labels
+    if isinstance(declared, dict):
+        unknown = sorted(set(declared) - set(labels))
+        if unknown:
+            raise ValueError(f"--prevalence: unknown labels {unknown}; the model has {labels}")
+    in_scope = np.asarray(in_scope, bool)
+    if declared is None and in_scope.sum() < MIN_IMAGES:
+        raise ValueError(
+            f"--adapt-prior needs at least {MIN_IMAGES} in-distribution images to "
+            f"estimate a prevalence, got {int(in_scope.sum())}"
+        )
+    corrected = np.array(probabilities, np.float64)
+    prevalence, notes = {}, []
+    for j, label in enumerate(labels):
+        if label not in entry["prevalence"]:
+            notes.append(f"{label}: no calibration stored (one class in validation): unchanged")
+            continue
+        trained = float(entry["prevalence"][label])
+        calibrated = bcts_probabilities(np.asarray(logits)[:, j], entry["calibration"][label])
+        if declared is not None:
+            share = declared if isinstance(declared, float) else declared.get(label)
+            if share is None:
+                continue
+            estimated, interval = float(share), None
+        else:
+            estimated, interval = estimate_prevalence(
+                calibrated[in_scope], prior=trained, seed=seed
+            )
+        corrected[:, j] = adapt_probabilities(calibrated, prior_from=trained, prior_to=estimated)
+        prevalence[label] = {"estimated": estimated, "ci95": interval, "training": trained}
+    return PriorCorrection(
+        probabilities=corrected,
+        prevalence=prevalence,
+        method="declared" if declared is not None else entry["method"],
+        images=int(in_scope.sum()),
+        notes=notes,
     )

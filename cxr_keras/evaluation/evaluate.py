@@ -333,6 +333,8 @@ def evaluate(
     ood_quantile: float | None = None,
     stress: bool = False,
     stress_images: int = 400,
+    adapt_prior: bool = False,
+    prevalence: dict[str, float] | float | None = None,
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
     ``metrics.json`` content.
@@ -357,6 +359,10 @@ def evaluate(
 
     ``stress``: also re-score (up to ``stress_images``, drawn per class) the evaluated
     films under the acquisition shifts of :mod:`cxr_keras.evaluation.stress`.
+
+    ``adapt_prior`` (re-estimate each label's prevalence in the evaluated images) or
+    ``prevalence`` (a declared one): also measure the answers after the label-shift
+    correction predict makes with the same option (:mod:`cxr_keras.evaluation.prior_shift`).
     """
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.artifact.ood import DEFAULT_QUANTILE
@@ -394,7 +400,15 @@ def evaluate(
             f"{artifact.path} is a shipped model: add --update-model to fit its "
             "out-of-distribution detector again"
         )
+    if adapt_prior and prevalence is not None:
+        raise ValueError("--adapt-prior estimates the prevalence; --prevalence declares it")
     evaluated, val, source = evaluation_frames(artifact, data, split)
+    correcting = adapt_prior or prevalence is not None
+    if correcting and val is None and not artifact.meta.get("label_shift"):
+        raise ValueError(
+            f"{artifact.path}: no label-shift calibration stored and no validation split "
+            "to fit one on: --adapt-prior and --prevalence cannot correct"
+        )
     notes: list[str] = []
     if store and (refit_ood or ood_quantile is not None or not artifact.meta.get("ood")):
         note = _fit_detector(
@@ -544,6 +558,20 @@ def evaluate(
         "of distribution (see out_of_distribution)",
     }
     result["out_of_distribution"] = _ood_summary(predictor, answers)
+    if correcting:
+        from cxr_keras.evaluation.prior_shift import prior_shift_metrics
+
+        result["prior_adaptation"] = prior_shift_metrics(
+            artifact,
+            logits=logits,
+            probabilities=probabilities,
+            y=y,
+            mask=mask,
+            in_scope=~answers.ood,
+            declared=prevalence,
+            entry=label_shift,  # fitted on validation now, else the stored one
+            seed=seed,
+        )
     if temperatures != [1.0] * len(labels):
         result["calibration"]["temperature_scaled"] = _calibration(y, probabilities, mask)
     if calibrate:
@@ -664,6 +692,11 @@ def _store(
         "ece_uncalibrated": calibration["uncalibrated"]["ece"],
         "threshold_stability": result["threshold_stability"],
         **({"stress": result["stress"]} if result.get("stress") else {}),
+        **(
+            {"prior_adaptation": result["prior_adaptation"]}
+            if result.get("prior_adaptation")
+            else {}
+        ),
         "report": str(out),
     }
     write_meta(meta, artifact.path)

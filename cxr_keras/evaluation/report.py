@@ -158,6 +158,47 @@ def _worst_text(worst: dict | None) -> str:
     )
 
 
+def _prior_adaptation(report: Report, block: dict) -> None:
+    """The section of ``evaluate --adapt-prior`` / ``--prevalence``: the prevalence found
+    against the labels, and the 0.5 cut and calibration before and after the correction."""
+    report.heading("After a label-shift correction")
+    rows = []
+    for label, m in block["labels"].items():
+        prevalence = m["prevalence"]
+        interval = _ci(prevalence["ci95"]) if prevalence["ci95"] else "declared"
+        row = [label, prevalence["estimated"], interval, prevalence["observed"],
+               prevalence["training"]]  # fmt: skip
+        for part, keys in (("at_0.5", ("accuracy", "sensitivity", "specificity")),
+                           ("calibration", ("ece", "log_loss"))):  # fmt: skip
+            for key in keys:
+                before = m[part]["before"][key] if m[part] else None
+                after = m[part]["after"][key] if m[part] else None
+                row.append(f"{fmt(before)} → {fmt(after)}")
+        rows.append(row)
+    report.table(
+        [
+            "label",
+            "prevalence",
+            "95% CI",
+            "observed",
+            "calibrated at",
+            "accuracy @0.5",
+            "sensitivity @0.5",
+            "specificity @0.5",
+            "ECE",
+            "log loss",
+        ],
+        rows,
+    )
+    method = "declared" if block["method"] == "declared" else f"estimated by {block['method']}"
+    report.paragraph(
+        f"Prevalence {method}, from the {block['images']} images not flagged out of "
+        "distribution; every image corrected by Bayes' rule; before → after. "
+        + block["note"]
+        + (" " + " ".join(block["notes"]) if block["notes"] else "")
+    )
+
+
 def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
     """The report's blocks from ``metrics.json`` content: data, discrimination with CIs,
     metrics at each threshold, calibration, subgroups, figures and notes. ``files`` maps
@@ -281,6 +322,9 @@ def build_report(result: dict, files: dict[str, str], stored: bool) -> Report:
                 else " No detector is fitted: only the input checks ran."
             )
         )
+
+    if result.get("prior_adaptation"):
+        _prior_adaptation(report, result["prior_adaptation"])
 
     if result.get("stress"):
         stress = result["stress"]

@@ -229,61 +229,24 @@ def _adapt_prior(artifact, answers, *, declared) -> dict:
     """Correct ``answers`` in place to the prevalence estimated among its in-distribution
     rows (``declared`` None) or declared; returns prevalence.json's content, a summary
     and the probabilities before."""
-    from cxr_keras.artifact.label_shift import (
-        MIN_IMAGES,
-        adapt_probabilities,
-        bcts_probabilities,
-        estimate_prevalence,
-    )
+    from cxr_keras.artifact.label_shift import correct_prior
 
-    entry = artifact.meta.get("label_shift")
-    if not entry or not entry.get("prevalence"):
-        raise ValueError(
-            f"{artifact.path}: no label-shift calibration stored; evaluate fits it on the "
-            "validation split (python -m cxr_keras.evaluate --model M, with --update-model "
-            "for a shipped model)"
-        )
-    labels = artifact.labels
-    if isinstance(declared, dict):
-        unknown = sorted(set(declared) - set(labels))
-        if unknown:
-            raise ValueError(f"--prevalence: unknown labels {unknown}; the model has {labels}")
-    in_scope = ~answers.ood
-    if declared is None and in_scope.sum() < MIN_IMAGES:
-        raise ValueError(
-            f"--adapt-prior needs at least {MIN_IMAGES} in-distribution images to "
-            f"estimate a prevalence, got {int(in_scope.sum())}"
-        )
     before = answers.probabilities.copy()
-    prevalence, notes = {}, []
-    for j, label in enumerate(labels):
-        if label not in entry["prevalence"]:
-            notes.append(f"{label}: no calibration stored (one class in validation): unchanged")
-            continue
-        trained = float(entry["prevalence"][label])
-        calibrated = bcts_probabilities(answers.logits[:, j], entry["calibration"][label])
-        if declared is not None:
-            share = declared if isinstance(declared, float) else declared.get(label)
-            if share is None:
-                continue
-            estimated, interval = float(share), None
-        else:
-            estimated, interval = estimate_prevalence(calibrated[in_scope], prior=trained)
-        answers.probabilities[:, j] = adapt_probabilities(
-            calibrated, prior_from=trained, prior_to=estimated
-        )
-        prevalence[label] = {"estimated": estimated, "ci95": interval, "training": trained}
+    fixed = correct_prior(
+        artifact, answers.logits, answers.probabilities, in_scope=~answers.ood, declared=declared
+    )
+    answers.probabilities = fixed.probabilities
     rule = artifact.decision_rule
     if rule == "default":  # a cut at 0.5: the most probable class, at the new prevalence
         answers.decisions = answers.probabilities >= 0.5
     summary = {
-        "method": "declared" if declared is not None else entry["method"],
-        "images": int(in_scope.sum()),
-        "prevalence": prevalence,
-        "notes": notes,
+        "method": fixed.method,
+        "images": fixed.images,
+        "prevalence": fixed.prevalence,
+        "notes": fixed.notes,
         "note": PRIOR_FREE_NOTE if rule != "default" else DEFAULT_RULE_NOTE,
     }
-    return {"prevalence": prevalence, "summary": summary, "before": before}
+    return {"prevalence": fixed.prevalence, "summary": summary, "before": before}
 
 
 def _detector_summary(predictor) -> dict:
