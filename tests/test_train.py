@@ -18,6 +18,7 @@ from cxr_keras.core.errors import ConfigError
 from cxr_keras.core.serialize import config_to_dict
 from cxr_keras.data.io import load_image
 from cxr_keras.sample_data import sample_files
+from cxr_keras.training.callbacks import newest_backup
 from cxr_keras.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,8 +121,7 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path):
     assert 2 <= rows_at_kill < 6, "the kill came too late to test a resume"
     # The kill that matters: an epoch's row reached the log, its backup did not. Make that
     # state: a row for the epoch the backup resumes at, with values no epoch gives.
-    backup = tmp_path / "runs" / "resume" / "train" / "backup_0" / "training_metadata.json"
-    resume_at = json.loads(backup.read_text())["epoch"]
+    resume_at = newest_backup(tmp_path / "runs" / "resume" / "train" / "backup_0")[1]
     lines = log.read_text().splitlines()
     header, last = lines[0].split(","), lines[-1].split(",")
     phantom = dict(zip(header, last, strict=True))

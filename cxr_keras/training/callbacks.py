@@ -5,6 +5,12 @@ best value so far, epochs without improvement) in memory only; after a restart t
 from scratch. The versions here take that state from what the run wrote to disk, so a
 resumed run saves, stops and lowers the learning rate as the uninterrupted run would.
 
+Keras' BackupAndRestore writes its weights file in place: a kill during the write leaves
+a truncated HDF5 file, and its fallback to the previous backup catches only ``OSError``
+(h5py raises ``RuntimeError`` on such a file), so the resume crashed. :class:`AtomicBackup`
+writes each backup under a temporary name and records the weights' SHA-256 in its
+metadata; a resume takes the newest weights and metadata that agree.
+
 Example:
     >>> monitor_mode("val_auc"), monitor_mode("val_loss")
     ('max', 'min')
@@ -12,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -20,13 +28,26 @@ from pathlib import Path
 import keras
 
 __all__ = [
+    "AtomicBackup",
     "BestCheckpoint",
     "LogLearningRate",
     "ResumableEarlyStopping",
     "ResumableReduceLROnPlateau",
     "monitor_mode",
+    "newest_backup",
     "plateau_state",
 ]
+
+log = logging.getLogger("cxr_keras.train")
+
+# a backup folder's files: the newest pair, the one before it, and one being written
+BACKUP_WEIGHTS = ("latest.weights.h5", "previous.weights.h5", ".new.weights.h5")
+BACKUP_METADATA = ("training_metadata.json", "previous_metadata.json", ".new_metadata.json")
+# what Keras' own BackupAndRestore(double_checkpoint=True) wrote (runs started before)
+KERAS_PAIRS = (
+    ("latest.weights.h5", "training_metadata.json"),
+    ("latest.weights.h5.bkp", "training_metadata.json.bkp"),
+)
 
 
 def monitor_mode(monitor: str) -> str:
@@ -54,6 +75,106 @@ def plateau_state(values: list[float], mode: str) -> tuple[float | None, int]:
         else:
             wait += 1
     return best, wait
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_metadata(path: Path) -> dict | None:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        return meta if isinstance(meta, dict) and isinstance(meta.get("epoch"), int) else None
+    except (OSError, ValueError):  # missing, or cut short by a kill
+        return None
+
+
+def backup_candidates(folder: str | os.PathLike) -> list[tuple[Path, int]]:
+    """(weights file, epoch) of every consistent backup in ``folder``, newest first: a
+    metadata file whose recorded SHA-256 matches a weights file (or, for a run started
+    with Keras' own BackupAndRestore, its pairs as they are)."""
+    folder = Path(folder)
+    found, hashes = [], {}
+    for meta_name in BACKUP_METADATA:
+        meta = _read_metadata(folder / meta_name)
+        if meta is None or "weights_sha256" not in meta:
+            continue
+        for weights_name in BACKUP_WEIGHTS:
+            weights = folder / weights_name
+            if weights.is_file() and weights_name not in hashes:
+                hashes[weights_name] = _sha256(weights)
+            if hashes.get(weights_name) == meta["weights_sha256"]:
+                found.append((weights, meta["epoch"]))
+                break
+    for weights_name, meta_name in KERAS_PAIRS:
+        meta = _read_metadata(folder / meta_name)
+        if meta is not None and "weights_sha256" not in meta and (folder / weights_name).is_file():
+            found.append((folder / weights_name, meta["epoch"]))
+    return sorted(found, key=lambda pair: -pair[1])
+
+
+def newest_backup(folder: str | os.PathLike) -> tuple[Path, int] | None:
+    """(weights file, epoch to continue at) of the newest consistent backup, or None.
+
+    Example:
+        >>> newest_backup("runs/demo/train/backup_0")  # doctest: +SKIP
+        (PosixPath('runs/demo/train/backup_0/latest.weights.h5'), 3)
+    """
+    candidates = backup_candidates(folder)
+    return candidates[0] if candidates else None
+
+
+class AtomicBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore (per epoch, kept after training) whose backups survive a
+    kill at any moment (see the module docstring): the weights and their metadata are
+    written under temporary names, the metadata records the weights' SHA-256, and the
+    pair then replaces the newest, which becomes the previous one. A resume loads the
+    newest pair that agrees; a backup that fails to load is logged and the one before
+    it is tried."""
+
+    def __init__(self, backup_dir: str | os.PathLike):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+
+    def on_train_begin(self, logs=None):
+        for weights, epoch in backup_candidates(self.backup_dir):
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            try:
+                self.model.load_weights(weights)
+            except (OSError, RuntimeError, ValueError) as exc:
+                log.warning("backup %s does not load (%s); trying the one before", weights, exc)
+                continue
+            self.model._initial_epoch = epoch  # what BackupAndRestore sets to resume
+            return
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (latest, previous, new), (meta_latest, meta_previous, meta_new) = (
+            [folder / name for name in BACKUP_WEIGHTS],
+            [folder / name for name in BACKUP_METADATA],
+        )
+        self.model.save_weights(new, overwrite=True)
+        meta_new.write_text(
+            json.dumps(
+                {
+                    "epoch": self._current_epoch,
+                    "batch": self._last_batch_seen,
+                    "weights_sha256": _sha256(new),
+                }
+            ),
+            encoding="utf-8",
+        )
+        # every state between these renames keeps a pair that agrees (by its hash)
+        for current, older in ((latest, previous), (meta_latest, meta_previous)):
+            if current.is_file():
+                os.replace(current, older)
+        os.replace(new, latest)
+        os.replace(meta_new, meta_latest)
 
 
 class LogLearningRate(keras.callbacks.Callback):

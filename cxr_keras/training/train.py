@@ -4,7 +4,8 @@ Everything goes to ``runs/<name>/``: the artifact (``model.keras`` + ``cxr_model
 the top, and under ``train/`` the resolved config, the manifest with its split, the CSV
 log, TensorBoard logs, the best weights and the resume state. Starting the same command
 again resumes: finished phases are skipped and a phase killed mid-way (``kill -9``
-included) continues from its last finished epoch (Keras ``BackupAndRestore``).
+included) continues from its last finished epoch (Keras ``BackupAndRestore``, written
+atomically: :class:`~cxr_keras.training.callbacks.AtomicBackup`).
 ``--overwrite`` starts afresh.
 
 Training: Adam or AdamW on the masked per-label loss (:mod:`cxr_keras.models.losses`),
@@ -48,9 +49,11 @@ from cxr_keras.models.build import check_layer_name, set_trainable, trainable_su
 from cxr_keras.models.losses import metric_names
 from cxr_keras.models.tta import with_tta
 from cxr_keras.training.callbacks import (
+    AtomicBackup,
     BestCheckpoint,
     LogLearningRate,
     monitor_mode,
+    newest_backup,
     plateau_state,
 )
 from cxr_keras.training.fit import (
@@ -127,13 +130,10 @@ def _check_run_dir(work: Path, cfg: Config) -> None:
 
 
 def _resume_epoch(work: Path, phase_index: int, first_epoch: int) -> int:
-    """The epoch a phase continues at: the one its newest backup records (Keras
-    ``BackupAndRestore``), else the phase's first epoch."""
-    path = work / f"backup_{phase_index}" / "training_metadata.json"
-    try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return first_epoch
+    """The epoch a phase continues at: the one its newest consistent backup records
+    (:class:`~cxr_keras.training.callbacks.AtomicBackup`), else the phase's first epoch."""
+    found = newest_backup(work / f"backup_{phase_index}")
+    return first_epoch if found is None else found[1]
 
 
 def _drop_unsaved_epochs(work: Path, resume_epoch: int) -> int:
@@ -184,11 +184,7 @@ def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int):
         callbacks.append(keras.callbacks.TensorBoard(str(work / "tensorboard"), write_graph=False))
     # Last, so the backup holds what the callbacks above changed this epoch (a lowered
     # learning rate); a kill before it costs a repeated epoch, never a lost one.
-    callbacks.append(
-        keras.callbacks.BackupAndRestore(
-            str(work / f"backup_{phase_index}"), delete_checkpoint=False, double_checkpoint=True
-        )
-    )
+    callbacks.append(AtomicBackup(work / f"backup_{phase_index}"))
     return callbacks
 
 
