@@ -69,3 +69,12 @@ def test_evaluate_stress_reports_every_shift_and_the_worst_case(trained_artifact
     assert "## Robustness: acquisition shifts" in card and "| JPEG re-compression |" in card
     assert "How each rule's sensitivity and specificity move" in card and "| youden |" in card
     assert "stress" in load_artifact(folder).meta["metrics"]["evaluation"]["test"]
+    # the app's model panel says the same: how the thresholds were chosen, how they hold up
+    from cxr_keras.serving.app import model_card_markdown
+
+    page = model_card_markdown(load_artifact(folder))
+    worst = stress["worst"]["specificity"]
+    assert "each placed midway between the deciding validation score" in page
+    assert "each placed midway between the deciding validation score" in card
+    assert f"worst {100 * worst['value']:.1f}% ({worst['shift']}, {worst['severity']})" in page
+    assert "**Robustness**: Under acquisition shifts (`test`" in page

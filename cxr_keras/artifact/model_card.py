@@ -28,6 +28,8 @@ __all__ = [
     "is_external",
     "measured_on_statement",
     "model_card",
+    "robustness_summary",
+    "threshold_provenance",
     "write_model_card",
 ]
 
@@ -253,20 +255,7 @@ def _decision_section(meta: dict, labels: list[str]) -> list[str]:
     lines = [
         "## Thresholds, calibration and referral",
         "",
-        f"Decision rule: `{rule}`"
-        + (
-            f" (thresholds chosen on the {points.get('chosen_on')} split, "
-            f"{points.get('images')} images"
-            + (
-                f"; {_ESTIMATES.get(points['estimate'], points['estimate'])}"
-                if points.get("estimate")
-                else ""
-            )
-            + (f"; each placed {points['placement']}" if points.get("placement") else "")
-            + ")."
-            if points
-            else "."
-        ),
+        f"Decision rule: `{rule}`" + (f" ({threshold_provenance(meta)})." if points else "."),
         "",
         "| rule | " + " | ".join(labels) + " |",
         "|---|" + "---|" * len(labels),
@@ -305,6 +294,54 @@ def _decision_section(meta: dict, labels: list[str]) -> list[str]:
             f"({referral.get('passes')} passes)."
         )
     return lines
+
+
+def threshold_provenance(meta: dict) -> str | None:
+    """How the stored thresholds were chosen, as the card and the app say it (None when
+    the artifact does not record it).
+
+    Example:
+        >>> print(threshold_provenance({"operating_points": {"chosen_on": "val",
+        ...                             "images": 785, "estimate": "point"}}))
+        thresholds chosen on the val split, 785 images; each rule's point value on it
+    """
+    points = meta.get("operating_points") or {}
+    if not points:
+        return None
+    text = (
+        f"thresholds chosen on the {points.get('chosen_on')} split, {points.get('images')} images"
+    )
+    if points.get("estimate"):
+        text += f"; {_ESTIMATES.get(points['estimate'], points['estimate'])}"
+    if points.get("placement"):
+        text += f"; each placed {points['placement']}"
+    return text
+
+
+def robustness_summary(meta: dict) -> list[str]:
+    """One sentence per stress evaluation stored in ``meta``: the decision rule's
+    sensitivity and specificity and the ROC AUC as measured and at their worst shift (what
+    the app shows; the card has the whole table)."""
+    out = []
+    for key, entry in ((meta.get("metrics") or {}).get("evaluation") or {}).items():
+        stress = entry.get("stress")
+        if not stress:
+            continue
+        base, worst = stress["none"], stress["worst"]
+        parts = []
+        for name, pretty, show in (("roc_auc", "ROC AUC", _num), ("sensitivity", "sensitivity",
+                                   _pct), ("specificity", "specificity", _pct)):  # fmt: skip
+            if name in worst:
+                w = worst[name]
+                parts.append(
+                    f"{pretty} {show(base[name])}, worst {show(w['value'])} "
+                    f"({w['shift']}, {w['severity']})"
+                )
+        out.append(
+            f"Under acquisition shifts (`{key}`, {stress['images']} films, "
+            f"{stress.get('decision_rule', 'stored')} rule): " + "; ".join(parts) + "."
+        )
+    return out
 
 
 def intended_use(meta: dict) -> dict:

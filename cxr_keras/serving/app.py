@@ -67,7 +67,9 @@ def _format_metric(value) -> str:
 
 
 def model_card_markdown(artifact) -> str:
-    """The model's name, labels, decision rule and stored metrics (its ``cxr_model.json``)."""
+    """The model's name, labels, decision rule and how its thresholds were chosen, what its
+    figures were measured on, its stored evaluations (external data first) and how they
+    hold up under acquisition shifts (its ``cxr_model.json``, as its card says them)."""
     meta = artifact.meta
     lines = [
         f"**Model** `{meta.get('name') or artifact.path.name}` · labels: "
@@ -81,8 +83,16 @@ def model_card_markdown(artifact) -> str:
     if validation:
         shown = ", ".join(f"{k} {_format_metric(v)}" for k, v in sorted(validation.items()))
         lines.append(f"**Validation** (best epoch): {shown}")
-    from cxr_keras.artifact.model_card import is_external, measured_on_statement
+    from cxr_keras.artifact.model_card import (
+        is_external,
+        measured_on_statement,
+        robustness_summary,
+        threshold_provenance,
+    )
 
+    provenance = threshold_provenance(meta)
+    if provenance:
+        lines[0] += f" ({provenance})"
     statement = measured_on_statement(meta)
     if statement:
         lines.append(f"**{statement}**")
@@ -101,6 +111,7 @@ def model_card_markdown(artifact) -> str:
         title = RANKING_METRICS["roc_auc"]
         kind = "External evaluation" if is_external(split, result) else "Evaluation"
         lines.append(f"**{kind}** on `{split}`: {title} {auc:.3f}{interval}{images}")
+    lines += [f"**Robustness**: {sentence}" for sentence in robustness_summary(meta)]
     return "  \n".join(lines)
 
 
