@@ -76,5 +76,13 @@ def test_evaluate_stress_reports_every_shift_and_the_worst_case(trained_artifact
     worst = stress["worst"]["specificity"]
     assert "each placed midway between the deciding validation score" in page
     assert "each placed midway between the deciding validation score" in card
-    assert f"worst {100 * worst['value']:.1f}% ({worst['shift']}, {worst['severity']})" in page
+    row = next(
+        r
+        for r in stress["shifts"]
+        if (r["shift"], r["severity"]) == (worst["shift"], worst["severity"])
+    )
+    assert (
+        f"worst {100 * worst['value']:.1f}% ({worst['shift']}, {worst['severity']}; "
+        f"{100 * row['ood_share']:.1f}% of those films flagged)"
+    ) in page
     assert "**Robustness**: Under acquisition shifts (`test`" in page

@@ -328,14 +328,18 @@ def robustness_summary(meta: dict) -> list[str]:
         if not stress:
             continue
         base, worst = stress["none"], stress["worst"]
+        flagged = {(r["shift"], r["severity"]): r.get("ood_share") for r in stress["shifts"]}
         parts = []
         for name, pretty, show in (("roc_auc", "ROC AUC", _num), ("sensitivity", "sensitivity",
                                    _pct), ("specificity", "specificity", _pct)):  # fmt: skip
             if name in worst:
                 w = worst[name]
+                share = flagged.get((w["shift"], w["severity"]))
                 parts.append(
                     f"{pretty} {show(base[name])}, worst {show(w['value'])} "
-                    f"({w['shift']}, {w['severity']})"
+                    f"({w['shift']}, {w['severity']}"
+                    + (f"; {_pct(share)} of those films flagged" if share is not None else "")
+                    + ")"
                 )
         out.append(
             f"Under acquisition shifts (`{key}`, {stress['images']} films, "
