@@ -22,6 +22,9 @@ CFG = AugmentConfig(
     shear=0.1,
     perspective=0.1,
     erasing=0.5,
+    gamma=0.6,
+    blur=1.5,
+    noise=0.03,
 )
 
 
@@ -42,6 +45,9 @@ def test_all_configured_layers_are_built():
         "RandomShear",
         "RandomPerspective",
         "RandomErasing",
+        "RandomGamma",
+        "RandomGaussianBlur",
+        "RandomNoise",
     ]
     assert build_augmentation(AugmentConfig()) is None
 
@@ -95,3 +101,47 @@ def test_each_random_layer_draws_its_own_numbers():
     angles = np.asarray(rotation.get_random_transformation(x, training=True)["angle"])
     zooms = np.asarray(zoom.get_random_transformation(x, training=True)["height_zoom"])
     assert abs(np.corrcoef(angles.ravel(), zooms.ravel())[0, 1]) < 0.5
+
+
+def test_the_photometric_layers_cover_the_stress_shifts(batch):
+    """Gamma keeps each film's order of values within its range, blur removes fine detail
+    from about half the films, noise stays within its bound and the value range."""
+    from scipy import ndimage
+
+    from cxr_keras.models.layers import RandomGamma, RandomNoise
+
+    gamma = np.asarray(RandomGamma(0.6, seed=2)(batch, training=True))
+    for film, changed in zip(batch, gamma, strict=True):
+        order = np.argsort(film.ravel(), kind="stable")
+        assert np.all(np.diff(changed.ravel()[order]) >= -1e-6)  # monotone per film
+        inside = film > 0.05  # x ** g for g in [1/1.6, 1.6]
+        ratio = np.log(changed[inside]) / np.log(film[inside])
+        assert ratio.min() >= 1 / 1.6 - 1e-3 and ratio.max() <= 1.6 + 1e-3
+        assert np.ptp(ratio) < 1e-3  # one gamma per film
+    aug = build_augmentation(AugmentConfig(blur=2.0), seed=0)
+    many = np.repeat(batch, 8, axis=0)
+    blurred = np.asarray(aug(many, training=True))
+    detail = [float(np.var(ndimage.laplace(f[..., 0]))) for f in many]
+    after = [float(np.var(ndimage.laplace(f[..., 0]))) for f in blurred]
+    softer = np.array(after) < 0.9 * np.array(detail)
+    assert 0.2 < softer.mean() < 0.8  # about half the films
+    noisy = np.asarray(RandomNoise(0.05, seed=0)(many, training=True))
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    spread = np.std(noisy - many, axis=(1, 2, 3))
+    assert spread.max() < 0.06 and spread.std() > 0.005  # a std drawn per film
+    for layer in (RandomGamma(0.6), RandomNoise(0.05)):  # inference: the films as given
+        np.testing.assert_array_equal(np.asarray(layer(batch)), batch)
+
+
+def test_equalisation_undoes_exposure_and_contrast_changes(batch):
+    """Why ``preprocess.contrast: equalize`` is a robustness candidate: global histogram
+    equalisation maps a film and its gamma- or contrast-changed copy to almost the same
+    input (monotone changes keep the ranks it is built from)."""
+    from cxr_keras.models.layers import HistogramEqualization
+
+    equalize = HistogramEqualization()
+    base = np.asarray(equalize(batch))
+    for changed in (batch**0.6, batch**1.6, 0.5 + (batch - 0.5) * 0.4):
+        again = np.asarray(equalize(changed.astype(np.float32)))
+        assert np.abs(again - base).mean() < 0.02
+        assert np.abs(changed - batch).mean() > 0.05  # the raw inputs differ a lot

@@ -2,9 +2,9 @@
 layers.
 
 - :func:`build_augmentation`: flips, rotation, zoom, translation, brightness, contrast,
-  shear, perspective and random erasing as a ``keras.Sequential`` placed inside the model,
-  so it runs on the accelerator during training and is inactive at inference (Keras
-  random layers are identity when ``training=False``).
+  shear, perspective, random erasing, gamma, blur and noise as a ``keras.Sequential``
+  placed inside the model, so it runs on the accelerator during training and is
+  inactive at inference (Keras random layers are identity when ``training=False``).
 - :func:`build_contrast_preprocessing`: CLAHE (Keras' layer) or global histogram
   equalisation (:class:`cxr_keras.models.layers.HistogramEqualization`), also inside the model,
   so training and prediction apply it identically.
@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from cxr_keras.models.settings import AugmentConfig, PreprocessConfig
 
 __all__ = ["build_augmentation", "build_contrast_preprocessing"]
@@ -36,6 +38,8 @@ def build_augmentation(cfg: AugmentConfig, seed: int | None = None):
     random numbers in every layer, e.g. always zooming in when rotating clockwise.
     """
     import keras
+
+    from cxr_keras.models.layers import RandomGamma, RandomNoise
 
     def seed_of(i: int) -> int | None:
         return None if seed is None else seed + i
@@ -79,6 +83,19 @@ def build_augmentation(cfg: AugmentConfig, seed: int | None = None):
                 factor=cfg.erasing, scale=(0.02, 0.15), value_range=_VALUE_RANGE, seed=s
             ),
         ),
+        # the photometric shifts of another site (see cxr_keras.evaluation.stress)
+        (cfg.gamma, lambda s: RandomGamma(cfg.gamma, seed=s)),
+        (
+            cfg.blur,
+            lambda s: keras.layers.RandomGaussianBlur(
+                factor=(0.5, 0.5),  # each image blurred with probability 1/2
+                kernel_size=2 * math.ceil(3 * cfg.blur) + 1,  # +-3 sigma
+                sigma=(0.0, cfg.blur),
+                value_range=_VALUE_RANGE,
+                seed=s,
+            ),
+        ),
+        (cfg.noise, lambda s: RandomNoise(cfg.noise, seed=s)),
     ]
     layers = [make(seed_of(i)) for i, (on, make) in enumerate(makers) if on]
     if not layers:

@@ -13,12 +13,15 @@ Example:
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = [
     "BackboneInput",
     "HistogramEqualization",
     "LogSumExpPooling",
+    "RandomGamma",
+    "RandomNoise",
     "TestTimeView",
     "TrainingOnly",
 ]
@@ -214,6 +217,87 @@ class TestTimeView(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "amount": self.amount}
+
+
+@keras.saving.register_keras_serializable(package="cxr_keras")
+class RandomGamma(keras.layers.Layer):
+    """Random exposure: each image's values in [0, 1] raised to a gamma drawn log-uniformly
+    in ``[1 / (1 + factor), 1 + factor]`` (below 1 brighter, above darker), in training
+    only. Keras has brightness and contrast layers, which shift and scale values, but none
+    for gamma, the non-linear change another detector or exposure makes.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.full((2, 4, 4, 1), 0.5, "float32")
+        >>> y = np.asarray(RandomGamma(0.6, seed=1)(x, training=True))
+        >>> bool(np.all((y >= 0.5 ** 1.6 - 1e-6) & (y <= 0.5 ** (1 / 1.6) + 1e-6)))
+        True
+        >>> bool(np.array_equal(np.asarray(RandomGamma(0.6)(x)), x))  # inference: as given
+        True
+    """
+
+    def __init__(self, factor: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if factor < 0:
+            raise ValueError(f"factor must be >= 0, got {factor}")
+        self.factor = float(factor)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        x = ops.convert_to_tensor(images, dtype=self.compute_dtype)
+        if not training or self.factor == 0:
+            return x
+        bound = float(np.log1p(self.factor))
+        log_gamma = keras.random.uniform(
+            (ops.shape(x)[0], 1, 1, 1), -bound, bound, seed=self.seed_generator
+        )
+        return ops.power(ops.clip(x, 0.0, 1.0), ops.cast(ops.exp(log_gamma), x.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cxr_keras")
+class RandomNoise(keras.layers.Layer):
+    """Gaussian noise with a standard deviation drawn per image in ``[0, stddev]``, the
+    result clipped to [0, 1], in training only. Keras' ``GaussianNoise`` adds one fixed
+    standard deviation and does not keep the value range the other layers rely on.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.full((8, 16, 16, 1), 0.5, "float32")
+        >>> y = np.asarray(RandomNoise(0.05, seed=1)(x, training=True))
+        >>> bool(y.min() >= 0 and y.max() <= 1), bool(np.std(y - x) < 0.05)
+        (True, True)
+    """
+
+    def __init__(self, stddev: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if stddev < 0:
+            raise ValueError(f"stddev must be >= 0, got {stddev}")
+        self.stddev = float(stddev)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        x = ops.convert_to_tensor(images, dtype=self.compute_dtype)
+        if not training or self.stddev == 0:
+            return x
+        scale = keras.random.uniform(
+            (ops.shape(x)[0], 1, 1, 1), 0.0, self.stddev, seed=self.seed_generator
+        )
+        noise = keras.random.normal(ops.shape(x), seed=self.seed_generator)
+        return ops.clip(x + ops.cast(scale * noise, x.dtype), 0.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="cxr_keras")

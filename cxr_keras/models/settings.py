@@ -53,6 +53,12 @@ class AugmentConfig:
             to half of the images (a tilted patient or detector).
         erasing: probability of erasing one random rectangle (2-15 % of the image) with
             noise (random erasing / cutout: no single region may decide).
+        gamma: exposure: values raised to a gamma drawn log-uniformly in
+            [1 / (1 + gamma), 1 + gamma] (0.6: from 0.625 to 1.6).
+        blur: maximum Gaussian blur sigma in pixels of the model input, applied to half
+            of the images (a softer detector, or a film downscaled and enlarged again).
+        noise: maximum standard deviation of Gaussian noise added to each image (drawn
+            per image; quantum noise of a low-dose or portable film).
         fill_mode: how pixels moved in from outside are filled.
         mixup_alpha: Beta(alpha, alpha) of MixUp; 0 disables it.
         cutmix_alpha: Beta(alpha, alpha) of CutMix; 0 disables it.
@@ -67,13 +73,16 @@ class AugmentConfig:
     shear: float = 0.0
     perspective: float = 0.0
     erasing: float = 0.0
+    gamma: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
     fill_mode: Literal["constant", "reflect", "nearest", "wrap"] = "constant"
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         fractions = ("zoom", "translation", "brightness", "contrast", "shear", "perspective")
-        for name in ("rotation", *fractions, "erasing"):
+        for name in ("rotation", *fractions, "erasing", "gamma", "blur", "noise"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"augment.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.rotation <= 180:
@@ -83,6 +92,12 @@ class AugmentConfig:
         for name in fractions:
             if getattr(self, name) >= 1:
                 raise ConfigError(f"augment.{name}: a fraction below 1, got {getattr(self, name)}")
+        if self.gamma > 3:
+            raise ConfigError(f"augment.gamma: at most 3 (gamma from 0.25 to 4), got {self.gamma}")
+        if self.blur > 5:
+            raise ConfigError(f"augment.blur: a sigma of at most 5 pixels, got {self.blur}")
+        if self.noise > 0.2:
+            raise ConfigError(f"augment.noise: a std of at most 0.2, got {self.noise}")
 
     @property
     def geometric_or_photometric(self) -> bool:
@@ -97,6 +112,9 @@ class AugmentConfig:
             or self.shear
             or self.perspective
             or self.erasing
+            or self.gamma
+            or self.blur
+            or self.noise
         )
 
 
