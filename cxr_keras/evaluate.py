@@ -4,7 +4,8 @@ calibration.
     python -m cxr_keras.evaluate --model runs/<name> [--data DATA] [--split test]
         [--calibrate] [--min-sensitivity 0.95] [--decision-rule youden]
         [--bootstrap 1000] [--out DIR] [--update-model] [--refit-ood] [--ood-quantile Q]
-        [--stress [--stress-images 400]] [--adapt-prior | --prevalence [LABEL=]P ...]
+        [--stress [--stress-images 400]] [--stressed-thresholds]
+        [--adapt-prior | --prevalence [LABEL=]P ...]
 
 What it does and writes: :mod:`cxr_keras.evaluation.evaluate`, the stage this command line runs.
 """
@@ -97,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stress-images", type=int, default=400, help="films re-scored by --stress (default 400)"
     )
+    parser.add_argument(
+        "--stressed-thresholds",
+        action="store_true",
+        help="also choose the youden_stressed and sensitivity_<X>_stressed rules on "
+        "--stress-images validation films pooled with their copies under every shift of "
+        "--stress (a decision rule meant to hold on other devices and exposures)",
+    )
     add_prior_arguments(parser, effect="also report the metrics after correcting the answers to it")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -130,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         stress_images=args.stress_images,
         adapt_prior=args.adapt_prior,
         prevalence=declared,
+        stressed_thresholds=args.stressed_thresholds,
     )
     macro = result["discrimination"]["macro"]
     print(

@@ -92,16 +92,23 @@ def test_metric_names_are_the_registry_the_renderers_read():
 def test_threshold_rules_are_the_rule_registry():
     import numpy as np
 
-    from cxr_keras.core.result_names import THRESHOLD_RULES, check_decision_rule, rule_names
+    from cxr_keras.core.result_names import (
+        THRESHOLD_RULES,
+        check_decision_rule,
+        rule_names,
+        stressed_rule_names,
+    )
     from cxr_keras.evaluation.operating_points import choose_thresholds
 
     y = np.array([[1.0], [0.0], [1.0], [0.0]])
     p = np.array([[0.9], [0.2], [0.4], [0.6]])
     table, _ = choose_thresholds(y, p, mask=np.ones_like(y), labels=["A"], min_sensitivity=0.9)
     assert list(table) == rule_names(0.9) == ["youden", "f1_max", "sensitivity_0.9"]
-    assert all(check_decision_rule(name) == name for name in [*table, "default"])
-    assert {name.split("_0")[0] for name in table} | {"default"} == set(THRESHOLD_RULES)
-    for typo in ("yuoden", "sensitivity", "sensitivity_1.5", "f1"):
+    stressed = stressed_rule_names(0.9)
+    assert all(check_decision_rule(name) == name for name in [*table, *stressed, "default"])
+    names = {name.replace("_0.9", "") for name in [*table, *stressed]} | {"default"}
+    assert names == set(THRESHOLD_RULES)
+    for typo in ("yuoden", "sensitivity", "sensitivity_1.5", "f1", "sensitivity_stressed"):
         with pytest.raises(ValueError, match="one of default, youden, f1_max"):
             check_decision_rule(typo)
 

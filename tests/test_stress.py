@@ -86,3 +86,51 @@ def test_evaluate_stress_reports_every_shift_and_the_worst_case(trained_artifact
         f"{100 * row['ood_share']:.1f}% of those films flagged)"
     ) in page
     assert "**Robustness**: Under acquisition shifts (`test`" in page
+
+
+def test_stressed_thresholds_hold_on_the_pooled_shifted_validation_films(
+    trained_artifact, tmp_path
+):
+    from cxr_keras.artifact.predictor import Predictor
+    from cxr_keras.artifact.store import copy_artifact, load_artifact
+    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.evaluation.evaluate import evaluate
+    from cxr_keras.evaluation.frames import artifact_manifest, select_split
+    from cxr_keras.evaluation.metrics import threshold_metrics
+    from cxr_keras.evaluation.stress import stressed_scores
+
+    folder = copy_artifact(trained_artifact.path, tmp_path / "model")
+    with pytest.raises(ValueError, match="needs --stressed-thresholds"):
+        evaluate(folder, split="test", decision_rule="youden_stressed")
+    result = evaluate(
+        folder,
+        split="test",
+        out=tmp_path / "report",
+        bootstrap=100,
+        stressed_thresholds=True,
+        stress_images=30,
+        decision_rule="youden_stressed",
+    )
+    stored = load_artifact(folder)
+    assert stored.decision_rule == "youden_stressed"
+    assert set(stored.meta["thresholds"]) >= {"youden_stressed", "sensitivity_0.95_stressed"}
+    assert "acquisition shifts, pooled" in result["threshold_source"]
+    # the same pool, rebuilt independently: the rules hold on it
+    val = select_split(artifact_manifest(stored), "val", "val")
+    y, mask = label_arrays(val, stored.labels)
+    pool = stressed_scores(
+        Predictor(stored), val, y=y, mask=mask, temperatures=stored.temperatures, limit=30
+    )
+    assert pool["versions"] == 1 + sum(len(s) for s in SHIFTS.values())
+    assert len(pool["p"]) == pool["films"] * pool["versions"] - pool["left_out"]
+    yp, pp = pool["y"][:, 0], pool["p"][:, 0]
+    screening = stored.thresholds("sensitivity_0.95_stressed")[0]
+    assert threshold_metrics(yp, pp, screening)["sensitivity"] >= 0.95
+
+    def j(threshold):
+        at = threshold_metrics(yp, pp, threshold)
+        return at["sensitivity"] + at["specificity"] - 1
+
+    robust, clean = stored.thresholds("youden_stressed")[0], stored.thresholds("youden")[0]
+    assert j(robust) >= j(clean) - 1e-12
+    assert np.abs(pp - robust).min() > 0  # placed off every pooled score

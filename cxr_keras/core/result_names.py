@@ -15,10 +15,12 @@ __all__ = [
     "CALIBRATION_METRICS",
     "COUNTS",
     "RANKING_METRICS",
+    "STRESSED",
     "THRESHOLD_METRICS",
     "THRESHOLD_RULES",
     "check_decision_rule",
     "rule_names",
+    "stressed_rule_names",
 ]
 
 #: threshold-free metrics of the ranking: key -> title
@@ -47,9 +49,14 @@ THRESHOLD_RULES = {
     "f1_max": "maximises F1 on validation",
     "sensitivity": "the highest threshold whose validation sensitivity is at least X "
     "(sensitivity_<X>, the screening rule)",
+    "youden_stressed": "Youden's J on the validation films as they are and under every "
+    "acquisition shift of the stress evaluation, pooled (evaluate --stressed-thresholds)",
+    "sensitivity_stressed": "the highest threshold whose sensitivity on those pooled "
+    "films is at least X (sensitivity_<X>_stressed)",
 }
 
 _SENSITIVITY = "sensitivity_"
+STRESSED = "_stressed"  # the suffix of a rule chosen on validation films under the shifts
 
 
 def rule_names(min_sensitivity: float) -> list[str]:
@@ -57,17 +64,31 @@ def rule_names(min_sensitivity: float) -> list[str]:
     return ["youden", "f1_max", f"{_SENSITIVITY}{min_sensitivity:g}"]
 
 
+def stressed_rule_names(min_sensitivity: float) -> list[str]:
+    """The rules ``evaluate --stressed-thresholds`` adds, chosen on validation films pooled
+    with their copies under the acquisition shifts.
+
+    Example:
+        >>> stressed_rule_names(0.95)
+        ['youden_stressed', 'sensitivity_0.95_stressed']
+    """
+    return [f"youden{STRESSED}", f"{_SENSITIVITY}{min_sensitivity:g}{STRESSED}"]
+
+
 def check_decision_rule(name: str) -> str:
     """``name`` if it names a rule of :data:`THRESHOLD_RULES`, else a ValueError listing
     them (a typo is caught before any inference, e.g. by ``evaluate --decision-rule``)."""
-    if name in THRESHOLD_RULES and name != "sensitivity":
+    if name in THRESHOLD_RULES and name not in ("sensitivity", "sensitivity_stressed"):
         return name
     if name.startswith(_SENSITIVITY):
         try:
-            floor = float(name[len(_SENSITIVITY) :])
+            floor = float(name[len(_SENSITIVITY) :].removesuffix(STRESSED))
         except ValueError:
             floor = -1.0
         if 0 < floor < 1:
             return name
-    choices = ", ".join(r if r != "sensitivity" else "sensitivity_<X>" for r in THRESHOLD_RULES)
+    choices = ", ".join(
+        r.replace("sensitivity", "sensitivity_<X>") if r.startswith("sensitivity") else r
+        for r in THRESHOLD_RULES
+    )
     raise ValueError(f"decision rule {name!r}: one of {choices} (X in (0, 1), e.g. 0.95)")

@@ -335,6 +335,7 @@ def evaluate(
     stress_images: int = 400,
     adapt_prior: bool = False,
     prevalence: dict[str, float] | float | None = None,
+    stressed_thresholds: bool = False,
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
     ``metrics.json`` content.
@@ -363,13 +364,19 @@ def evaluate(
     ``adapt_prior`` (re-estimate each label's prevalence in the evaluated images) or
     ``prevalence`` (a declared one): also measure the answers after the label-shift
     correction predict makes with the same option (:mod:`cxr_keras.evaluation.prior_shift`).
+
+    ``stressed_thresholds``: also choose the ``youden_stressed`` and
+    ``sensitivity_<X>_stressed`` rules on (up to ``stress_images``) validation films
+    pooled with their copies under every acquisition shift of the stress evaluation
+    (copies the out-of-distribution check flags left out): operating points meant to hold
+    on films from other devices and exposures, not only on pristine validation films.
     """
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.artifact.ood import DEFAULT_QUANTILE
     from cxr_keras.artifact.predictor import Predictor
     from cxr_keras.artifact.referral import check_rule, refer, rule_of
     from cxr_keras.artifact.store import Artifact, load_artifact
-    from cxr_keras.core.result_names import rule_names
+    from cxr_keras.core.result_names import STRESSED, rule_names, stressed_rule_names
     from cxr_keras.data.batching import label_arrays
     from cxr_keras.evaluation.frames import evaluation_frames
     from cxr_keras.evaluation.metrics import discrimination
@@ -402,6 +409,8 @@ def evaluate(
         )
     if adapt_prior and prevalence is not None:
         raise ValueError("--adapt-prior estimates the prevalence; --prevalence declares it")
+    if decision_rule and decision_rule.endswith(STRESSED) and not stressed_thresholds:
+        raise ValueError(f"--decision-rule {decision_rule} needs --stressed-thresholds")
     evaluated, val, source = evaluation_frames(artifact, data, split)
     correcting = adapt_prior or prevalence is not None
     if correcting and val is None and not artifact.meta.get("label_shift"):
@@ -470,6 +479,39 @@ def evaluate(
                     if np.isin(value, column):  # a resample's midpoint, yet a film's score
                         value = midway_below(value, column)
                     chosen[rule][label] = value
+        stressed_note = ""
+        if stressed_thresholds:
+            from cxr_keras.evaluation.stress import stressed_scores
+
+            if val_logits.shape[0] == 0:
+                raise ValueError("--stressed-thresholds: no validation film could be decoded")
+            pool = stressed_scores(
+                predictor,
+                val,
+                y=val_y,
+                mask=val_mask,
+                temperatures=temperatures,
+                limit=stress_images,
+                seed=seed,
+            )
+            robust, robust_notes = choose_thresholds(
+                pool["y"],
+                pool["p"],
+                mask=pool["mask"],
+                labels=labels,
+                min_sensitivity=min_sensitivity,
+            )
+            notes += robust_notes
+            for name, source in zip(
+                stressed_rule_names(min_sensitivity), ("youden", rules[2]), strict=True
+            ):
+                chosen[name] = robust[source]
+                rules = [*rules, name]
+            stressed_note = (
+                f"; the {STRESSED.strip('_')} rules on {pool['films']} of its films, each "
+                f"as it is and under {pool['versions'] - 1} acquisition shifts, pooled "
+                f"({pool['left_out']} flagged copies left out)"
+            )
         for rule in rules:
             thresholds[rule] = [chosen[rule][label] for label in labels]
         estimate = (
@@ -479,7 +521,7 @@ def evaluate(
         )
         threshold_source = (
             f"chosen on the validation split ({len(val)} images; {estimate}; each midway "
-            "between two validation scores)"
+            f"between two validation scores{stressed_note})"
         )
     else:
         if calibrate:

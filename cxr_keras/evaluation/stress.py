@@ -35,7 +35,7 @@ import io
 
 import numpy as np
 
-__all__ = ["SHIFTS", "apply_shift", "stress_evaluation", "stress_manifest"]
+__all__ = ["SHIFTS", "apply_shift", "stress_evaluation", "stress_manifest", "stressed_scores"]
 
 # shift -> its severities, as they are printed (the parameters live in _shift_one)
 SHIFTS = {
@@ -224,19 +224,9 @@ def stress_evaluation(
     }
 
 
-def stress_manifest(
-    predictor, df, *, y: np.ndarray, mask: np.ndarray, limit: int, seed: int = 0, **settings
-) -> dict:
-    """:func:`stress_evaluation` on up to ``limit`` films of a manifest (drawn with the
-    same share from each label combination; ``y`` and ``mask`` its label arrays), decoded
-    with the predictor's image spec; ``drawn_from`` says how many it had. ``settings``:
-    the thresholds, temperatures and decision rule of :func:`stress_evaluation`.
-
-    Example:
-        >>> stress = stress_manifest(predictor, df, y=y, mask=mask, limit=300)  # doctest: +SKIP
-        >>> stress["worst"]["roc_auc"]["shift"]  # doctest: +SKIP
-        'black border'
-    """
+def _films(predictor, df, *, y, mask, limit: int, seed: int):
+    """Up to ``limit`` films of a manifest, drawn with the same share from each label
+    combination and decoded with the predictor's image spec, with their label rows."""
     from cxr_keras.data.pipeline import make_indexed_dataset
 
     rows = np.arange(len(df))
@@ -261,7 +251,70 @@ def stress_manifest(
     for positions, batch in make_indexed_dataset(subset, predictor.spec, 32):
         images[positions.numpy()] = batch.numpy()
         seen[positions.numpy()] = True
-    result = stress_evaluation(
-        predictor, images[seen], y=y[rows][seen], mask=mask[rows][seen], **settings
-    )
+    return images[seen], y[rows][seen], mask[rows][seen]
+
+
+def stress_manifest(
+    predictor, df, *, y: np.ndarray, mask: np.ndarray, limit: int, seed: int = 0, **settings
+) -> dict:
+    """:func:`stress_evaluation` on up to ``limit`` films of a manifest (drawn with the
+    same share from each label combination; ``y`` and ``mask`` its label arrays), decoded
+    with the predictor's image spec; ``drawn_from`` says how many it had. ``settings``:
+    the thresholds, temperatures and decision rule of :func:`stress_evaluation`.
+
+    Example:
+        >>> stress = stress_manifest(predictor, df, y=y, mask=mask, limit=300)  # doctest: +SKIP
+        >>> stress["worst"]["roc_auc"]["shift"]  # doctest: +SKIP
+        'black border'
+    """
+    images, y, mask = _films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
+    result = stress_evaluation(predictor, images, y=y, mask=mask, **settings)
     return {**result, "drawn_from": len(df)}
+
+
+def stressed_scores(
+    predictor,
+    df,
+    *,
+    y: np.ndarray,
+    mask: np.ndarray,
+    temperatures: list[float],
+    limit: int,
+    seed: int = 0,
+) -> dict:
+    """Up to ``limit`` films of a manifest as they are and under every shift of
+    :data:`SHIFTS`, pooled: each film counts once per version, and a version the
+    out-of-distribution check flags is left out (it would be referred, not decided).
+    What ``evaluate --stressed-thresholds`` chooses its robust thresholds on:
+    ``{"y", "p", "mask"}`` (pooled rows), ``films``, ``versions`` and ``left_out``.
+
+    Example:
+        >>> pool = stressed_scores(predictor, val, y=y, mask=m, temperatures=[1.0],
+        ...                        limit=300)  # doctest: +SKIP
+        >>> pool["p"].shape  # doctest: +SKIP
+        (5532, 1)
+    """
+    from cxr_keras.artifact.calibration import sigmoid
+
+    images, y, mask = _films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
+    versions = [images] + [
+        apply_shift(images, shift=shift, severity=severity)
+        for shift, severities in SHIFTS.items()
+        for severity in range(len(severities))
+    ]
+    ys, ps, masks, left_out = [], [], [], 0
+    for version in versions:
+        answers = predictor.predict(version)
+        kept = ~answers.ood
+        left_out += int((~kept).sum())
+        ys.append(y[kept])
+        masks.append(mask[kept])
+        ps.append(sigmoid(answers.logits[kept] / np.asarray(temperatures)))
+    return {
+        "y": np.concatenate(ys),
+        "p": np.concatenate(ps),
+        "mask": np.concatenate(masks),
+        "films": len(images),
+        "versions": len(versions),
+        "left_out": left_out,
+    }
