@@ -134,3 +134,20 @@ def test_stressed_thresholds_hold_on_the_pooled_shifted_validation_films(
     robust, clean = stored.thresholds("youden_stressed")[0], stored.thresholds("youden")[0]
     assert j(robust) >= j(clean) - 1e-12
     assert np.abs(pp - robust).min() > 0  # placed off every pooled score
+
+
+def test_stressed_thresholds_without_the_validation_split_are_refused(trained_artifact, tmp_path):
+    from cxr_keras.artifact.store import copy_artifact, load_artifact, write_meta
+    from cxr_keras.data.manifest import new_manifest
+    from cxr_keras.evaluation.evaluate import evaluate
+
+    folder = copy_artifact(trained_artifact.path, tmp_path / "model")
+    meta = load_artifact(folder).meta
+    meta["data"]["config"]["root"] = str(tmp_path / "gone")  # its training data is elsewhere
+    write_meta(meta, folder)
+    films = sample_files("kermany")[:6]
+    rows = [{"path": str(f), "PNEUMONIA": float("PNEUMONIA" in str(f))} for f in films]
+    manifest = new_manifest(rows, labels=["PNEUMONIA"])
+    for flag in ("stressed_thresholds", "calibrate"):
+        with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} needs the artifact's"):
+            evaluate(folder, data=manifest, split="all", out=tmp_path / flag, **{flag: True})

@@ -524,10 +524,14 @@ def evaluate(
             f"between two validation scores{stressed_note})"
         )
     else:
-        if calibrate:
-            raise ValueError(
-                "--calibrate needs the artifact's validation split, which is not found"
-            )
+        for wanted, flag in (
+            (calibrate, "--calibrate"),
+            (stressed_thresholds, "--stressed-thresholds"),
+        ):
+            if wanted:
+                raise ValueError(
+                    f"{flag} needs the artifact's validation split, which is not found"
+                )
         for rule, table in artifact.meta["thresholds"].items():
             thresholds[rule] = [float(table[label]) for label in labels]
         threshold_source = "stored in the artifact (its validation split was not found)"

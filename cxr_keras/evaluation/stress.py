@@ -177,7 +177,7 @@ def stress_evaluation(
     ``thresholds`` (``{rule: per-label thresholds}``), ``temperatures`` and
     ``decision_rule`` default to the artifact's stored ones; evaluate passes the ones it
     has just chosen. The top-level sensitivity and specificity are at the decision rule;
-    ``rules`` says how each rule's move: as they are and their worst case over shifts.
+    ``rules`` says how each rule's rates move: as measured, and their worst case.
     """
     artifact = predictor.artifact
     rules = thresholds or {rule: artifact.thresholds(rule) for rule in artifact.meta["thresholds"]}
