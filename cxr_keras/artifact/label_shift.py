@@ -128,9 +128,9 @@ class PriorCorrection:
 
 def correct_prior(
     artifact,
+    *,
     logits: np.ndarray,
     probabilities: np.ndarray,
-    *,
     in_scope: np.ndarray,
     declared: dict[str, float] | float | None = None,
     entry: dict | None = None,
@@ -146,7 +146,8 @@ def correct_prior(
     rows are in scope for an estimate.
 
     Example:
-        >>> fixed = correct_prior(artifact, logits, p, in_scope=~ood)  # doctest: +SKIP
+        >>> fixed = correct_prior(artifact, logits=z, probabilities=p,
+        ...                       in_scope=~ood)  # doctest: +SKIP
         >>> fixed.prevalence["PNEUMONIA"]["estimated"]  # doctest: +SKIP
         0.61
     """

@@ -72,8 +72,8 @@ def prior_shift_metrics(
 
     fixed = correct_prior(
         artifact,
-        logits,
-        probabilities,
+        logits=logits,
+        probabilities=probabilities,
         in_scope=in_scope,
         declared=declared,
         entry=entry,

@@ -233,7 +233,11 @@ def _adapt_prior(artifact, answers, *, declared) -> dict:
 
     before = answers.probabilities.copy()
     fixed = correct_prior(
-        artifact, answers.logits, answers.probabilities, in_scope=~answers.ood, declared=declared
+        artifact,
+        logits=answers.logits,
+        probabilities=answers.probabilities,
+        in_scope=~answers.ood,
+        declared=declared,
     )
     answers.probabilities = fixed.probabilities
     rule = artifact.decision_rule

@@ -33,6 +33,7 @@ __all__ = [
     "LogLearningRate",
     "ResumableEarlyStopping",
     "ResumableReduceLROnPlateau",
+    "backup_candidates",
     "monitor_mode",
     "newest_backup",
     "plateau_state",
