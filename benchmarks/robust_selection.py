@@ -44,6 +44,9 @@ CANDIDATES = {
     "photometric": PHOTOMETRIC,
     "equalize+photometric": ["preprocess.contrast=equalize", *PHOTOMETRIC],
     "clahe+photometric": ["preprocess.contrast=clahe", *PHOTOMETRIC],
+    # equalisation makes gamma moot (it is invariant to monotone changes): blur and noise
+    "equalize+noise": ["preprocess.contrast=equalize", "augment.noise=0.03"],
+    "equalize+mild": ["preprocess.contrast=equalize", "augment.blur=1.0", "augment.noise=0.02"],
     "equalize+photometric+smoothing": [
         "preprocess.contrast=equalize",
         *PHOTOMETRIC,
