@@ -55,7 +55,15 @@ def add_override_argument(
 def add_prior_arguments(parser: argparse.ArgumentParser, *, effect: str) -> None:
     """``--adapt-prior`` or ``--prevalence [LABEL=]P ...`` (one or the other): the
     prevalence where the model is used, estimated or declared; ``effect`` says what the
-    command does with it. :func:`declared_prevalence` reads ``args.prevalence``."""
+    command does with it. :func:`declared_prevalence` reads ``args.prevalence``.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_prior_arguments(parser, effect="report it")
+        >>> args = parser.parse_args(["--prevalence", "PNEUMONIA=0.6"])
+        >>> args.adapt_prior, declared_prevalence(args.prevalence)
+        (False, {'PNEUMONIA': 0.6})
+    """
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--adapt-prior",

@@ -321,7 +321,16 @@ def threshold_provenance(meta: dict) -> str | None:
 def robustness_summary(meta: dict) -> list[str]:
     """One sentence per stress evaluation stored in ``meta``: the decision rule's
     sensitivity and specificity and the ROC AUC as measured and at their worst shift (what
-    the app shows; the card has the whole table)."""
+    the app shows; the card has the whole table).
+
+    Example:
+        >>> shift = {"shift": "blur", "severity": "sigma 2 px", "ood_share": 0.02}
+        >>> stress = {"images": 400, "decision_rule": "youden", "none": {"specificity": 0.98},
+        ...           "worst": {"specificity": {**shift, "value": 0.65}}, "shifts": [shift]}
+        >>> [line] = robustness_summary({"metrics": {"evaluation": {"val": {"stress": stress}}}})
+        >>> print(line.split(": ", 1)[1])
+        specificity 98.0%, worst 65.0% (blur, sigma 2 px; 2.0% of those films flagged).
+    """
     out = []
     for key, entry in ((meta.get("metrics") or {}).get("evaluation") or {}).items():
         stress = entry.get("stress")

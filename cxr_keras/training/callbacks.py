@@ -97,7 +97,13 @@ def _read_metadata(path: Path) -> dict | None:
 def backup_candidates(folder: str | os.PathLike) -> list[tuple[Path, int]]:
     """(weights file, epoch) of every consistent backup in ``folder``, newest first: a
     metadata file whose recorded SHA-256 matches a weights file (or, for a run started
-    with Keras' own BackupAndRestore, its pairs as they are)."""
+    with Keras' own BackupAndRestore, its pairs as they are).
+
+    Example:
+        >>> backup_candidates("runs/demo/train/backup_0")  # doctest: +SKIP
+        [(PosixPath('runs/demo/train/backup_0/latest.weights.h5'), 3),
+         (PosixPath('runs/demo/train/backup_0/previous.weights.h5'), 2)]
+    """
     folder = Path(folder)
     found, hashes = [], {}
     for meta_name in BACKUP_METADATA:
