@@ -252,3 +252,25 @@ def test_roc_and_pr_auc_equal_scikit_learn_with_ties_and_tiny_samples():
             continue
         assert roc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
         assert ap == pytest.approx(average_precision_score(y, p), abs=1e-12)
+
+
+def test_a_sensitivity_floor_over_groups_holds_in_the_worst_group():
+    from cxr_keras.evaluation.operating_points import sensitivity_floor_over, sensitivity_threshold
+
+    rng = np.random.default_rng(0)
+    y = np.tile(rng.random(200) < 0.5, 3).astype(int)
+    # group 1's positives score lower (a shift that hides the finding), group 2's higher
+    p = np.concatenate([rng.random(200), rng.random(200) * 0.6, 0.4 + rng.random(200) * 0.6])
+    p = np.where(y == 1, np.clip(p + 0.2, 0, 1), p)
+    groups = np.repeat([0, 1, 2], 200)
+    floor = sensitivity_floor_over(y, p, groups=groups, minimum=0.9)
+    for g in range(3):
+        rows = groups == g
+        assert ((p[rows] >= floor) & (y[rows] == 1)).sum() / y[rows].sum() >= 0.9
+    assert floor < sensitivity_threshold(y, p, 0.9)  # pooled, the floor would sit higher
+    assert not np.isin(floor, p)
+    # a group without positives says nothing about sensitivity: it is skipped
+    alone = np.append(groups, [3, 3]), np.append(y, [0, 0]), np.append(p, [0.0, 0.99])
+    assert sensitivity_floor_over(alone[1], alone[2], groups=alone[0], minimum=0.9) == floor
+    with pytest.raises(ValueError, match="no group holds both classes"):
+        sensitivity_floor_over(np.ones(4), p[:4], groups=np.arange(4), minimum=0.9)

@@ -125,7 +125,10 @@ def test_stressed_thresholds_hold_on_the_pooled_shifted_validation_films(
     assert len(pool["p"]) == pool["films"] * pool["versions"] - pool["left_out"]
     yp, pp = pool["y"][:, 0], pool["p"][:, 0]
     screening = stored.thresholds("sensitivity_0.95_stressed")[0]
-    assert threshold_metrics(yp, pp, screening)["sensitivity"] >= 0.95
+    for version in np.unique(pool["version"]):  # the floor holds on every version
+        rows = pool["version"] == version
+        if yp[rows].max() == 1:
+            assert threshold_metrics(yp[rows], pp[rows], screening)["sensitivity"] >= 0.95
 
     def j(threshold):
         at = threshold_metrics(yp, pp, threshold)

@@ -51,8 +51,8 @@ THRESHOLD_RULES = {
     "(sensitivity_<X>, the screening rule)",
     "youden_stressed": "Youden's J on the validation films as they are and under every "
     "acquisition shift of the stress evaluation, pooled (evaluate --stressed-thresholds)",
-    "sensitivity_stressed": "the highest threshold whose sensitivity on those pooled "
-    "films is at least X (sensitivity_<X>_stressed)",
+    "sensitivity_stressed": "the highest threshold whose sensitivity is at least X on "
+    "those films as they are and under each shift, every one (sensitivity_<X>_stressed)",
 }
 
 _SENSITIVITY = "sensitivity_"

@@ -365,11 +365,12 @@ def evaluate(
     ``prevalence`` (a declared one): also measure the answers after the label-shift
     correction predict makes with the same option (:mod:`cxr_keras.evaluation.prior_shift`).
 
-    ``stressed_thresholds``: also choose the ``youden_stressed`` and
-    ``sensitivity_<X>_stressed`` rules on (up to ``stress_images``) validation films
-    pooled with their copies under every acquisition shift of the stress evaluation
-    (copies the out-of-distribution check flags left out): operating points meant to hold
-    on films from other devices and exposures, not only on pristine validation films.
+    ``stressed_thresholds``: also choose two rules on (up to ``stress_images``) validation
+    films as they are and under every acquisition shift of the stress evaluation (copies
+    the out-of-distribution check flags left out): ``youden_stressed``, the best J over
+    those versions pooled, and ``sensitivity_<X>_stressed``, whose sensitivity floor holds
+    on every version. Operating points meant to hold on films from other devices and
+    exposures, not only on pristine validation films.
     """
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.artifact.ood import DEFAULT_QUANTILE
@@ -384,6 +385,7 @@ def evaluate(
         bootstrap_estimate,
         choose_thresholds,
         midway_below,
+        sensitivity_floor_over,
         threshold_stability,
     )
 
@@ -502,11 +504,21 @@ def evaluate(
                 min_sensitivity=min_sensitivity,
             )
             notes += robust_notes
-            for name, source in zip(
-                stressed_rule_names(min_sensitivity), ("youden", rules[2]), strict=True
-            ):
-                chosen[name] = robust[source]
-                rules = [*rules, name]
+            youden_name, floor_name = stressed_rule_names(min_sensitivity)
+            chosen[youden_name] = robust["youden"]  # the best J over the versions pooled
+            chosen[floor_name] = {}  # the floor holds on each version, not only pooled
+            for j, label in enumerate(labels):
+                known = pool["mask"][:, j] > 0
+                try:
+                    chosen[floor_name][label] = sensitivity_floor_over(
+                        pool["y"][known, j],
+                        pool["p"][known, j],
+                        groups=pool["version"][known],
+                        minimum=min_sensitivity,
+                    )
+                except ValueError:  # one class in validation: as choose_thresholds does
+                    chosen[floor_name][label] = robust[rules[2]][label]
+            rules = [*rules, youden_name, floor_name]
             stressed_note = (
                 f"; the {STRESSED.strip('_')} rules on {pool['films']} of its films, each "
                 f"as it is and under {pool['versions'] - 1} acquisition shifts, pooled "

@@ -34,6 +34,7 @@ __all__ = [
     "choose_thresholds",
     "f1_max_threshold",
     "midway_below",
+    "sensitivity_floor_over",
     "sensitivity_threshold",
     "threshold_stability",
     "youden_threshold",
@@ -96,6 +97,31 @@ def sensitivity_threshold(y: np.ndarray, p: np.ndarray, minimum: float) -> float
     """The highest threshold with sensitivity >= ``minimum``."""
     _, tpr, thresholds = _roc(y, p)
     return midway_below(thresholds[int(np.argmax(tpr >= minimum - 1e-12))], p)
+
+
+def sensitivity_floor_over(
+    y: np.ndarray, p: np.ndarray, *, groups: np.ndarray, minimum: float
+) -> float:
+    """The highest threshold whose sensitivity is at least ``minimum`` within every group
+    that holds positives (e.g. the films as they are, and under each acquisition shift):
+    a floor that holds in the worst group, not only on the groups pooled, where groups
+    whose positives score higher would make up for one whose positives score lower.
+
+    Example:
+        >>> y = np.array([1, 1, 0, 1, 1, 0]); p = np.array([0.9, 0.6, 0.25, 0.95, 0.3, 0.1])
+        >>> float(sensitivity_floor_over(y, p, groups=np.array([0, 0, 0, 1, 1, 1]), minimum=1.0))
+        0.2
+    """
+    y, p, groups = np.asarray(y), np.asarray(p, np.float64), np.asarray(groups)
+    floors = [
+        sensitivity_threshold(y[groups == g], p[groups == g], minimum)
+        for g in np.unique(groups)
+        if y[groups == g].max(initial=0) == 1 and y[groups == g].min(initial=1) == 0
+    ]
+    if not floors:
+        raise ValueError("no group holds both classes: no sensitivity floor can be chosen")
+    lowest = min(floors)
+    return lowest if not np.isin(lowest, p) else midway_below(lowest, p)
 
 
 def bootstrap_estimate(rule: str, spread: dict) -> float:

@@ -286,7 +286,8 @@ def stressed_scores(
     :data:`SHIFTS`, pooled: each film counts once per version, and a version the
     out-of-distribution check flags is left out (it would be referred, not decided).
     What ``evaluate --stressed-thresholds`` chooses its robust thresholds on:
-    ``{"y", "p", "mask"}`` (pooled rows), ``films``, ``versions`` and ``left_out``.
+    ``{"y", "p", "mask", "version"}`` (pooled rows and which version each is), ``films``,
+    ``versions`` and ``left_out``.
 
     Example:
         >>> pool = stressed_scores(predictor, val, y=y, mask=m, temperatures=[1.0],
@@ -302,18 +303,20 @@ def stressed_scores(
         for shift, severities in SHIFTS.items()
         for severity in range(len(severities))
     ]
-    ys, ps, masks, left_out = [], [], [], 0
-    for version in versions:
+    ys, ps, masks, ids, left_out = [], [], [], [], 0
+    for index, version in enumerate(versions):
         answers = predictor.predict(version)
         kept = ~answers.ood
         left_out += int((~kept).sum())
         ys.append(y[kept])
         masks.append(mask[kept])
         ps.append(sigmoid(answers.logits[kept] / np.asarray(temperatures)))
+        ids.append(np.full(int(kept.sum()), index))
     return {
         "y": np.concatenate(ys),
         "p": np.concatenate(ps),
         "mask": np.concatenate(masks),
+        "version": np.concatenate(ids),  # 0: as it is; k: the k-th shift and severity
         "films": len(images),
         "versions": len(versions),
         "left_out": left_out,
