@@ -19,7 +19,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -28,6 +27,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from resumable_results import append_row, read_rows  # noqa: E402
 
 DEFAULT_POINTS = (
     "custom_cnn:128:1.0,custom_cnn:160:1.0,custom_cnn:224:1.0,"
@@ -83,11 +85,7 @@ def main() -> None:
     args = parser.parse_args()
 
     out = REPO / "runs" / "learning_curve" / "results.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = []
-    if out.exists():
-        with open(out, newline="") as f:
-            done = list(csv.DictReader(f))
+    done = read_rows(out)
     for point in args.points.split(","):
         backbone, size, fraction = point.split(":")
         key = (backbone, size, f"{float(fraction):g}", str(args.epochs))
@@ -97,12 +95,7 @@ def main() -> None:
         ):
             continue
         row = run_point(args.recipe, backbone, int(size), float(fraction), args.epochs)
-        with open(out, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if f.tell() == 0:
-                writer.writeheader()
-            writer.writerow(row)
-        done.append({k: str(v) for k, v in row.items()})
+        done.append(append_row(out, row, fields=FIELDS))
         print(f"done: {row}", flush=True)
     print(
         f"{'backbone':<18}{'size':>5}{'frac':>6}{'train':>7}{'val AUC':>9}{'val acc':>9}"

@@ -26,7 +26,6 @@ The ``ratio:`` line: the best candidate's worst-case specificity over the baseli
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -36,6 +35,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from resumable_results import append_row, read_rows  # noqa: E402
 
 PHOTOMETRIC = ["augment.gamma=0.6", "augment.blur=2.0", "augment.noise=0.03"]
 CANDIDATES = {
@@ -134,22 +136,13 @@ def main() -> None:
         parser.error(f"unknown candidates {unknown}; choose from {sorted(CANDIDATES)}")
 
     out = REPO / "runs" / "robust_selection" / "results.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = []
-    if out.exists():
-        with open(out, newline="") as f:
-            done = list(csv.DictReader(f))
+    done = read_rows(out)
     for name in args.candidates.split(","):
         key = (name, str(args.size), str(args.epochs))
         if any((r["candidate"], r["size"], r["epochs"]) == key for r in done):
             continue
         row = run_candidate(args.recipe, name, CANDIDATES[name], args)
-        with open(out, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if f.tell() == 0:
-                writer.writeheader()
-            writer.writerow(row)
-        done.append({k: str(v) for k, v in row.items()})
+        done.append(append_row(out, row, fields=FIELDS))
         print(f"done: {row}", flush=True)
 
     rows = [r for r in done if (r["size"], r["epochs"]) == (str(args.size), str(args.epochs))]
