@@ -154,3 +154,52 @@ def test_stressed_thresholds_without_the_validation_split_are_refused(trained_ar
     for flag in ("stressed_thresholds", "calibrate"):
         with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} needs the artifact's"):
             evaluate(folder, data=manifest, split="all", out=tmp_path / flag, **{flag: True})
+
+
+def test_validation_films_stressed_for_thresholds_and_for_the_report_are_scored_once(
+    trained_artifact, tmp_path, monkeypatch
+):
+    import cxr_keras.evaluation.stress as stress_module
+    from cxr_keras.artifact.predictor import Predictor
+    from cxr_keras.artifact.store import copy_artifact, load_artifact
+    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.evaluation.evaluate import evaluate
+    from cxr_keras.evaluation.frames import artifact_manifest, select_split
+
+    scored = []
+    score_versions = stress_module._score_versions
+
+    def counting(predictor, images):
+        scored.append(len(images))
+        return score_versions(predictor, images)
+
+    monkeypatch.setattr(stress_module, "_score_versions", counting)
+    folder = copy_artifact(trained_artifact.path, tmp_path / "model")
+    result = evaluate(
+        folder,
+        split="val",
+        out=tmp_path / "report",
+        bootstrap=100,
+        stress=True,
+        stressed_thresholds=True,
+        stress_images=30,
+    )
+    assert scored == [result["stress"]["images"]]  # one pass over the shifted films, shared
+    # the shared figures are those of a stress run of their own at the same operating point
+    stored = load_artifact(folder)
+    val = select_split(artifact_manifest(stored), "val", "val")
+    y, mask = label_arrays(val, stored.labels)
+    alone = stress_module.stress_manifest(
+        Predictor(stored),
+        val,
+        y=y,
+        mask=mask,
+        limit=30,
+        thresholds={rule: stored.thresholds(rule) for rule in result["thresholds"]},
+        temperatures=stored.temperatures,
+        decision_rule=result["decision_rule"],
+    )
+    assert len(scored) == 2
+    shared = result["stress"]
+    for key in ("none", "shifts", "worst", "rules"):  # the same films, predicted alike
+        assert alone[key] == shared[key], key

@@ -442,6 +442,7 @@ def evaluate(
 
     # temperature and thresholds: fitted on validation, else the artifact's stored ones
     stability = None
+    scored_val = None  # the validation films under every shift, when stressed thresholds need them
     stored_temperatures = artifact.temperatures
     temperatures = list(stored_temperatures)
     thresholds = {"default": [0.5] * len(labels)}
@@ -483,10 +484,13 @@ def evaluate(
                     chosen[rule][label] = value
         stressed_note = ""
         if stressed_thresholds:
-            from cxr_keras.evaluation.stress import stressed_scores
+            from cxr_keras.evaluation.stress import score_films, stressed_scores
 
             if val_logits.shape[0] == 0:
                 raise ValueError("--stressed-thresholds: no validation film could be decoded")
+            scored_val = score_films(
+                predictor, val, y=val_y, mask=val_mask, limit=stress_images, seed=seed
+            )
             pool = stressed_scores(
                 predictor,
                 val,
@@ -495,6 +499,7 @@ def evaluate(
                 temperatures=temperatures,
                 limit=stress_images,
                 seed=seed,
+                scored=scored_val,
             )
             robust, robust_notes = choose_thresholds(
                 pool["y"],
@@ -655,6 +660,8 @@ def evaluate(
     if stress:
         from cxr_keras.evaluation.stress import stress_manifest
 
+        # the validation films already scored under every shift, when they are the ones evaluated
+        same_films = scored_val is not None and evaluated["path"].tolist() == val["path"].tolist()
         result["stress"] = stress_manifest(  # at the thresholds and temperatures just chosen
             predictor,
             evaluated,
@@ -662,6 +669,7 @@ def evaluate(
             mask=mask,
             limit=stress_images,
             seed=seed,
+            scored=scored_val if same_films else None,
             thresholds=thresholds,
             temperatures=temperatures,
             decision_rule=decision_rule,

@@ -35,7 +35,14 @@ import io
 
 import numpy as np
 
-__all__ = ["SHIFTS", "apply_shift", "stress_evaluation", "stress_manifest", "stressed_scores"]
+__all__ = [
+    "SHIFTS",
+    "apply_shift",
+    "score_films",
+    "stress_evaluation",
+    "stress_manifest",
+    "stressed_scores",
+]
 
 # shift -> its severities, as they are printed (the parameters live in _shift_one)
 SHIFTS = {
@@ -123,11 +130,10 @@ def _macro_rates(y, p, mask, thresholds) -> dict:
     return {key: float(np.mean(values)) if values else None for key, values in rates.items()}
 
 
-def _figures(predictor, images, y, mask, *, rules, temperatures, decision_rule) -> dict:
+def _figures(answers, y, mask, *, rules, temperatures, decision_rule) -> dict:
     from cxr_keras.artifact.calibration import expected_calibration_error, sigmoid
     from cxr_keras.evaluation.metrics import roc_pr_auc
 
-    answers = predictor.predict(images)
     p = sigmoid(answers.logits / np.asarray(temperatures))
     aucs = []
     for j in range(y.shape[1]):
@@ -144,6 +150,18 @@ def _figures(predictor, images, y, mask, *, rules, temperatures, decision_rule) 
         "ood_share": float(answers.ood.mean()),
         "rules": at_rules,
     }
+
+
+def _score_versions(predictor, images: np.ndarray) -> list[dict]:
+    """The predictor's answers on ``images`` as they are (first, ``shift`` None) and under
+    every shift and severity of :data:`SHIFTS`: ``[{shift, severity, answers}]``."""
+    versions = [{"shift": None, "severity": None, "answers": predictor.predict(images)}]
+    for shift, severities in SHIFTS.items():
+        for severity, label in enumerate(severities):
+            shifted = apply_shift(images, shift=shift, severity=severity)
+            answers = predictor.predict(shifted)
+            versions.append({"shift": shift, "severity": label, "answers": answers})
+    return versions
 
 
 def _worst(rows: list[dict], key: str, pick, rule: str | None = None) -> dict | None:
@@ -169,6 +187,7 @@ def stress_evaluation(
     thresholds: dict[str, list[float]] | None = None,
     temperatures: list[float] | None = None,
     decision_rule: str | None = None,
+    versions: list[dict] | None = None,
 ) -> dict:
     """Figures on ``images`` as they are and under every shift of :data:`SHIFTS`
     (``{"none": figures, "shifts": [{shift, severity, **figures}], "worst": {...},
@@ -178,6 +197,8 @@ def stress_evaluation(
     ``decision_rule`` default to the artifact's stored ones; evaluate passes the ones it
     has just chosen. The top-level sensitivity and specificity are at the decision rule;
     ``rules`` says how each rule's rates move: as measured, and their worst case.
+    ``versions``: the predictor's answers on these images already (``score_films``), so
+    nothing is predicted twice.
     """
     artifact = predictor.artifact
     rules = thresholds or {rule: artifact.thresholds(rule) for rule in artifact.meta["thresholds"]}
@@ -187,18 +208,16 @@ def stress_evaluation(
         "temperatures": temperatures if temperatures is not None else artifact.temperatures,
         "decision_rule": decision_rule,
     }
-    baseline = _figures(predictor, images, y, mask, **settings)
-    rows = []
-    for shift, severities in SHIFTS.items():
-        for severity, label in enumerate(severities):
-            shifted = apply_shift(images, shift=shift, severity=severity)
-            rows.append(
-                {
-                    "shift": shift,
-                    "severity": label,
-                    **_figures(predictor, shifted, y, mask, **settings),
-                }
-            )
+    clean, *shifted = versions or _score_versions(predictor, images)
+    baseline = _figures(clean["answers"], y, mask, **settings)
+    rows = [
+        {
+            "shift": version["shift"],
+            "severity": version["severity"],
+            **_figures(version["answers"], y, mask, **settings),
+        }
+        for version in shifted
+    ]
     worst = {}
     for key, pick in (("roc_auc", min), ("sensitivity", min), ("specificity", min),
                       ("ece", max), ("ood_share", max)):  # fmt: skip
@@ -254,22 +273,62 @@ def _films(predictor, df, *, y, mask, limit: int, seed: int):
     return images[seen], y[rows][seen], mask[rows][seen]
 
 
+def score_films(predictor, df, *, y: np.ndarray, mask: np.ndarray, limit: int, seed: int = 0):
+    """Up to ``limit`` films of a manifest (drawn with the same share from each label
+    combination; ``y`` and ``mask`` its label arrays), decoded with the predictor's image
+    spec and scored as they are and under every shift of :data:`SHIFTS`:
+    ``{"images", "y", "mask", "versions": [{shift, severity, answers}], "drawn_from"}``.
+    What :func:`stress_manifest` and :func:`stressed_scores` both read, so that evaluate,
+    stressing the validation films it also chooses stressed thresholds on, predicts each
+    version once.
+
+    Example:
+        >>> scored = score_films(predictor, val, y=y, mask=mask, limit=300)  # doctest: +SKIP
+        >>> len(scored["versions"]), scored["versions"][1]["shift"]  # doctest: +SKIP
+        (20, 'exposure')
+    """
+    images, y, mask = _films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
+    return {
+        "images": images,
+        "y": y,
+        "mask": mask,
+        "versions": _score_versions(predictor, images),
+        "drawn_from": len(df),
+    }
+
+
 def stress_manifest(
-    predictor, df, *, y: np.ndarray, mask: np.ndarray, limit: int, seed: int = 0, **settings
+    predictor,
+    df,
+    *,
+    y: np.ndarray,
+    mask: np.ndarray,
+    limit: int,
+    seed: int = 0,
+    scored: dict | None = None,
+    **settings,
 ) -> dict:
     """:func:`stress_evaluation` on up to ``limit`` films of a manifest (drawn with the
     same share from each label combination; ``y`` and ``mask`` its label arrays), decoded
     with the predictor's image spec; ``drawn_from`` says how many it had. ``settings``:
-    the thresholds, temperatures and decision rule of :func:`stress_evaluation`.
+    the thresholds, temperatures and decision rule of :func:`stress_evaluation`;
+    ``scored``: :func:`score_films` of the same manifest, limit and seed, reused.
 
     Example:
         >>> stress = stress_manifest(predictor, df, y=y, mask=mask, limit=300)  # doctest: +SKIP
         >>> stress["worst"]["roc_auc"]["shift"]  # doctest: +SKIP
         'black border'
     """
-    images, y, mask = _films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
-    result = stress_evaluation(predictor, images, y=y, mask=mask, **settings)
-    return {**result, "drawn_from": len(df)}
+    scored = scored or score_films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
+    result = stress_evaluation(
+        predictor,
+        scored["images"],
+        y=scored["y"],
+        mask=scored["mask"],
+        versions=scored["versions"],
+        **settings,
+    )
+    return {**result, "drawn_from": scored["drawn_from"]}
 
 
 def stressed_scores(
@@ -281,13 +340,15 @@ def stressed_scores(
     temperatures: list[float],
     limit: int,
     seed: int = 0,
+    scored: dict | None = None,
 ) -> dict:
     """Up to ``limit`` films of a manifest as they are and under every shift of
     :data:`SHIFTS`, pooled: each film counts once per version, and a version the
     out-of-distribution check flags is left out (it would be referred, not decided).
     What ``evaluate --stressed-thresholds`` chooses its robust thresholds on:
     ``{"y", "p", "mask", "version"}`` (pooled rows and which version each is), ``films``,
-    ``versions`` and ``left_out``.
+    ``versions`` and ``left_out``. ``scored``: :func:`score_films` of the same manifest,
+    limit and seed, reused.
 
     Example:
         >>> pool = stressed_scores(predictor, val, y=y, mask=m, temperatures=[1.0],
@@ -297,15 +358,11 @@ def stressed_scores(
     """
     from cxr_keras.artifact.calibration import sigmoid
 
-    images, y, mask = _films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
-    versions = [images] + [
-        apply_shift(images, shift=shift, severity=severity)
-        for shift, severities in SHIFTS.items()
-        for severity in range(len(severities))
-    ]
+    scored = scored or score_films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
+    y, mask = scored["y"], scored["mask"]
     ys, ps, masks, ids, left_out = [], [], [], [], 0
-    for index, version in enumerate(versions):
-        answers = predictor.predict(version)
+    for index, version in enumerate(scored["versions"]):
+        answers = version["answers"]
         kept = ~answers.ood
         left_out += int((~kept).sum())
         ys.append(y[kept])
@@ -317,7 +374,7 @@ def stressed_scores(
         "p": np.concatenate(ps),
         "mask": np.concatenate(masks),
         "version": np.concatenate(ids),  # 0: as it is; k: the k-th shift and severity
-        "films": len(images),
-        "versions": len(versions),
+        "films": len(scored["images"]),
+        "versions": len(scored["versions"]),
         "left_out": left_out,
     }
