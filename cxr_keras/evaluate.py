@@ -2,7 +2,8 @@
 calibration.
 
     python -m cxr_keras.evaluate --model runs/<name> [--data DATA] [--split test]
-        [--calibrate] [--min-sensitivity 0.95] [--decision-rule youden]
+        [--calibrate [--calibrate-on val|stressed]] [--min-sensitivity 0.95]
+        [--decision-rule youden]
         [--bootstrap 1000] [--out DIR] [--update-model] [--refit-ood] [--ood-quantile Q]
         [--stress [--stress-images 400]] [--stressed-thresholds]
         [--adapt-prior | --prevalence [LABEL=]P ...]
@@ -105,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         "--stress-images validation films pooled with their copies under every shift of "
         "--stress (a decision rule meant to hold on other devices and exposures)",
     )
+    parser.add_argument(
+        "--calibrate-on",
+        choices=["val", "stressed"],
+        default="val",
+        help="with --calibrate: fit the temperatures on the validation films as they are "
+        "(val), or on --stress-images of them pooled with their copies under every shift "
+        "of --stress (stressed: less sure of itself where films differ)",
+    )
     add_prior_arguments(parser, effect="also report the metrics after correcting the answers to it")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -116,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         split=args.split,
         out=args.out,
         calibrate=args.calibrate,
+        calibrate_on=args.calibrate_on,
         min_sensitivity=args.min_sensitivity,
         decision_rule=args.decision_rule,
         bootstrap=args.bootstrap,

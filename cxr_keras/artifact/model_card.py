@@ -285,7 +285,8 @@ def _decision_section(meta: dict, labels: list[str]) -> list[str]:
         shown = ", ".join(f"{label} {_num(t)}" for label, t in temperature.items())
     else:
         shown = _num(temperature)
-    lines += ["", f"Temperature: {shown} (probabilities are sigmoid(logit / T))."]
+    fitted = f"; fitted on {meta['calibrated_on']}" if meta.get("calibrated_on") else ""
+    lines += ["", f"Temperature: {shown} (probabilities are sigmoid(logit / T){fitted})."]
     referral = meta.get("referral")
     if referral:
         lines.append(

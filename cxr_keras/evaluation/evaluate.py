@@ -336,6 +336,7 @@ def evaluate(
     adapt_prior: bool = False,
     prevalence: dict[str, float] | float | None = None,
     stressed_thresholds: bool = False,
+    calibrate_on: str = "val",
 ) -> dict:
     """Evaluate an artifact and write the report (see the module docstring); returns the
     ``metrics.json`` content.
@@ -371,6 +372,11 @@ def evaluate(
     those versions pooled, and ``sensitivity_<X>_stressed``, whose sensitivity floor holds
     on every version. Operating points meant to hold on films from other devices and
     exposures, not only on pristine validation films.
+
+    ``calibrate_on``: ``val`` fits the temperatures (``calibrate``) on the validation films
+    as they are; ``stressed`` on (up to ``stress_images``) of them as they are and under
+    every acquisition shift, pooled as for ``stressed_thresholds``: a temperature that is
+    not as sure of itself as pristine films would make it.
     """
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.artifact.ood import DEFAULT_QUANTILE
@@ -413,6 +419,10 @@ def evaluate(
         raise ValueError("--adapt-prior estimates the prevalence; --prevalence declares it")
     if decision_rule and decision_rule.endswith(STRESSED) and not stressed_thresholds:
         raise ValueError(f"--decision-rule {decision_rule} needs --stressed-thresholds")
+    if calibrate_on not in ("val", "stressed"):
+        raise ValueError(f"--calibrate-on: val or stressed, got {calibrate_on!r}")
+    if calibrate_on == "stressed" and not calibrate:
+        raise ValueError("--calibrate-on stressed needs --calibrate")
     evaluated, val, source = evaluation_frames(artifact, data, split)
     correcting = adapt_prior or prevalence is not None
     if correcting and val is None and not artifact.meta.get("label_shift"):
@@ -442,7 +452,8 @@ def evaluate(
 
     # temperature and thresholds: fitted on validation, else the artifact's stored ones
     stability = None
-    scored_val = None  # the validation films under every shift, when stressed thresholds need them
+    scored_val = None  # the validation films under every shift, when stressed rules need them
+    calibrated_on = None
     stored_temperatures = artifact.temperatures
     temperatures = list(stored_temperatures)
     thresholds = {"default": [0.5] * len(labels)}
@@ -450,8 +461,36 @@ def evaluate(
     if val is not None:
         val_logits, val, _ = _logits(predictor, val, batch_size, "validation split")
         val_y, val_mask = label_arrays(val, labels)
+        if stressed_thresholds or calibrate_on == "stressed":
+            from cxr_keras.evaluation.stress import score_films, stressed_scores
+
+            if val_logits.shape[0] == 0:
+                flag = "--stressed-thresholds" if stressed_thresholds else "--calibrate-on"
+                raise ValueError(f"{flag}: no validation film could be decoded")
+            scored_val = score_films(
+                predictor, val, y=val_y, mask=val_mask, limit=stress_images, seed=seed
+            )
         if calibrate:
-            temperatures = fit_temperature(val_logits, val_y, mask=val_mask)
+            fit_on = (val_logits, val_y, val_mask)
+            calibrated_on = f"the val split ({len(val)} images)"
+            if calibrate_on == "stressed":
+                pool = stressed_scores(
+                    predictor,
+                    val,
+                    y=val_y,
+                    mask=val_mask,
+                    temperatures=[1.0] * len(labels),
+                    limit=stress_images,
+                    seed=seed,
+                    scored=scored_val,
+                )
+                fit_on = (pool["logits"], pool["y"], pool["mask"])
+                calibrated_on = (
+                    f"{pool['films']} films of the val split, each as it is and under "
+                    f"{pool['versions'] - 1} acquisition shifts, pooled "
+                    f"({pool['left_out']} flagged copies left out)"
+                )
+            temperatures = fit_temperature(fit_on[0], fit_on[1], mask=fit_on[2])
             val_nll = {
                 "before": negative_log_likelihood(val_logits[val_mask > 0], val_y[val_mask > 0]),
                 "after": negative_log_likelihood(
@@ -484,13 +523,6 @@ def evaluate(
                     chosen[rule][label] = value
         stressed_note = ""
         if stressed_thresholds:
-            from cxr_keras.evaluation.stress import score_films, stressed_scores
-
-            if val_logits.shape[0] == 0:
-                raise ValueError("--stressed-thresholds: no validation film could be decoded")
-            scored_val = score_films(
-                predictor, val, y=val_y, mask=val_mask, limit=stress_images, seed=seed
-            )
             pool = stressed_scores(
                 predictor,
                 val,
@@ -590,6 +622,7 @@ def evaluate(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": labels,
         "temperatures": dict(zip(labels, temperatures, strict=True)),
+        "calibrated_on": calibrated_on,  # None: the stored temperatures
         "thresholds": {
             rule: dict(zip(labels, values, strict=True)) for rule, values in thresholds.items()
         },
@@ -725,6 +758,7 @@ def _store(
         }
         if calibrate:
             meta["temperature"] = result["temperatures"]
+            meta["calibrated_on"] = result["calibrated_on"]
         meta["operating_points"] = {
             "chosen_on": "val",
             "images": len(val),

@@ -346,8 +346,8 @@ def stressed_scores(
     :data:`SHIFTS`, pooled: each film counts once per version, and a version the
     out-of-distribution check flags is left out (it would be referred, not decided).
     What ``evaluate --stressed-thresholds`` chooses its robust thresholds on:
-    ``{"y", "p", "mask", "version"}`` (pooled rows and which version each is), ``films``,
-    ``versions`` and ``left_out``. ``scored``: :func:`score_films` of the same manifest,
+    ``{"y", "p", "logits", "mask", "version"}`` (pooled rows and which version each is),
+    ``films``, ``versions`` and ``left_out``. ``scored``: :func:`score_films` of the same manifest,
     limit and seed, reused.
 
     Example:
@@ -360,18 +360,20 @@ def stressed_scores(
 
     scored = scored or score_films(predictor, df, y=y, mask=mask, limit=limit, seed=seed)
     y, mask = scored["y"], scored["mask"]
-    ys, ps, masks, ids, left_out = [], [], [], [], 0
+    ys, logits, masks, ids, left_out = [], [], [], [], 0
     for index, version in enumerate(scored["versions"]):
         answers = version["answers"]
         kept = ~answers.ood
         left_out += int((~kept).sum())
         ys.append(y[kept])
         masks.append(mask[kept])
-        ps.append(sigmoid(answers.logits[kept] / np.asarray(temperatures)))
+        logits.append(answers.logits[kept])
         ids.append(np.full(int(kept.sum()), index))
+    pooled = np.concatenate(logits)
     return {
         "y": np.concatenate(ys),
-        "p": np.concatenate(ps),
+        "p": sigmoid(pooled / np.asarray(temperatures)),
+        "logits": pooled,
         "mask": np.concatenate(masks),
         "version": np.concatenate(ids),  # 0: as it is; k: the k-th shift and severity
         "films": len(scored["images"]),
