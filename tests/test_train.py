@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,9 +129,13 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path):
     phantom.update(epoch=str(resume_at), loss="12345.0", val_auc="0.0")
     lines = [ln for ln in lines if not ln.startswith(f"{resume_at},")]
     log.write_text("\n".join([*lines, ",".join(phantom[k] for k in header)]) + "\n")
+    state = tmp_path / "runs" / "resume" / "train" / "state.json"
+    first_s = json.loads(state.read_text())["wall_time_s"]  # the first process's kept epochs
+    began = time.time()
     second = subprocess.run(
         command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
     )
+    second_s = time.time() - began
     assert second.returncode == 0, second.stderr
     started = int(
         next(line for line in second.stdout.splitlines() if line.startswith("Epoch "))
@@ -144,6 +149,11 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path):
     assert not any("12345.0" in line for line in rows)  # the unsaved epoch ran again
     meta = json.loads((tmp_path / "runs" / "resume" / "cxr_model.json").read_text())
     assert meta["training"]["epochs_run"] == 6
+    # the wall time counts both processes' work, not only the resumed one's
+    assert meta["training"]["processes"] == 2
+    assert first_s > 0
+    assert first_s < meta["training"]["wall_time_s"] < first_s + second_s
+    assert "over 2 processes" in (tmp_path / "runs" / "resume" / "MODEL_CARD.md").read_text()
     # the command that reproduces the run, for the model card
     assert meta["training"]["command"] == f"python -m cxr_keras.train --config {config}"
     assert (

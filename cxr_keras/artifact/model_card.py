@@ -142,7 +142,13 @@ def _training_section(meta: dict) -> list[str]:
         f"`{settings.get('class_weights')}`.",
         f"- {training.get('epochs_run', '?')} epochs run; the best by "
         f"`{training.get('monitor')}` (epoch {training.get('best_epoch')}) was kept. Wall "
-        f"time {training.get('wall_time_s', '?')} s.",
+        f"time {training.get('wall_time_s', '?')} s"
+        + (
+            f" over {training['processes']} processes (resumed after interruptions; an "
+            "epoch cut short by one is not counted)."
+            if training.get("processes", 1) > 1
+            else "."
+        ),
     ]
     versions = meta.get("versions") or {}
     if versions:

@@ -168,7 +168,7 @@ def _phase_history(work: Path, monitor: str, first_epoch: int) -> tuple[list, li
     return values, rates
 
 
-def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int):
+def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int, *, on_saved):
     import keras
 
     monitor = cfg.training.monitor
@@ -185,6 +185,8 @@ def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int):
     # Last, so the backup holds what the callbacks above changed this epoch (a lowered
     # learning rate); a kill before it costs a repeated epoch, never a lost one.
     callbacks.append(AtomicBackup(work / f"backup_{phase_index}"))
+    # after the backup: the time recorded is that of epochs a resume keeps
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: on_saved()))
     return callbacks
 
 
@@ -254,6 +256,14 @@ def train(
         return artifact
 
     started = time.time()
+    # a resumed run's wall time counts the earlier processes' kept epochs too
+    earlier_s = float(state.get("wall_time_s", 0.0))
+    state["processes"] = int(state.get("processes", 0)) + 1
+
+    def record_wall_time() -> None:
+        state["wall_time_s"] = round(earlier_s + time.time() - started, 1)
+        _write_state(work, state)
+
     quiet_dataset_notes()
     keras.utils.set_random_seed(cfg.seed)
     if cfg.training.deterministic:
@@ -323,7 +333,9 @@ def train(
                 epochs=first_epoch + phase.epochs,
                 initial_epoch=first_epoch,
                 steps_per_epoch=steps_per_epoch,
-                callbacks=_callbacks(cfg, work, index, first_epoch),
+                callbacks=_callbacks(
+                    cfg, work, index, first_epoch, on_saved=record_wall_time
+                ),
                 verbose=1 if progress else 2,
             )
         model.save_weights(work / f"{phase.name}.weights.h5")
@@ -383,7 +395,8 @@ def train(
             "monitor": cfg.training.monitor,
             "phases": [p.__dict__ for p in phases],
             "history": history,
-            "wall_time_s": round(time.time() - started, 1),
+            "wall_time_s": round(earlier_s + time.time() - started, 1),
+            "processes": state["processes"],  # more than one: resumed after a kill
             "command": command,
         },
         "metrics": {"validation": validation},
