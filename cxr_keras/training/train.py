@@ -333,9 +333,7 @@ def train(
                 epochs=first_epoch + phase.epochs,
                 initial_epoch=first_epoch,
                 steps_per_epoch=steps_per_epoch,
-                callbacks=_callbacks(
-                    cfg, work, index, first_epoch, on_saved=record_wall_time
-                ),
+                callbacks=_callbacks(cfg, work, index, first_epoch, on_saved=record_wall_time),
                 verbose=1 if progress else 2,
             )
         model.save_weights(work / f"{phase.name}.weights.h5")
