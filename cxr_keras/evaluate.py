@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         default="val",
         help="with --calibrate: fit the temperatures on the validation films as they are "
         "(val), or on --stress-images of them pooled with their copies under every shift "
-        "of --stress (stressed: less sure of itself where films differ)",
+        "of --stress (stressed: fitted to how the scores behave under those shifts too)",
     )
     add_prior_arguments(parser, effect="also report the metrics after correcting the answers to it")
     parser.add_argument("--verbose", action="store_true")

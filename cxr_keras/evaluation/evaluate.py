@@ -375,8 +375,9 @@ def evaluate(
 
     ``calibrate_on``: ``val`` fits the temperatures (``calibrate``) on the validation films
     as they are; ``stressed`` on (up to ``stress_images``) of them as they are and under
-    every acquisition shift, pooled as for ``stressed_thresholds``: a temperature that is
-    not as sure of itself as pristine films would make it.
+    every acquisition shift, pooled as for ``stressed_thresholds``: a temperature fitted to
+    how the scores behave on films from other devices and exposures too, not only on
+    pristine ones.
     """
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood, sigmoid
     from cxr_keras.artifact.ood import DEFAULT_QUANTILE
