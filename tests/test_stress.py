@@ -11,6 +11,19 @@ from cxr_keras.evaluation.stress import SHIFTS, apply_shift
 from cxr_keras.sample_data import sample_files
 
 
+def _validation_films(folder):
+    """The stored artifact in ``folder``, its own validation manifest and label arrays,
+    rebuilt independently of evaluate."""
+    from cxr_keras.artifact.store import load_artifact
+    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.evaluation.frames import artifact_manifest, select_split
+
+    stored = load_artifact(folder)
+    val = select_split(artifact_manifest(stored), "val", "val")
+    y, mask = label_arrays(val, stored.labels)
+    return stored, val, y, mask
+
+
 def test_every_shift_changes_a_real_film_and_keeps_its_shape_and_range():
     film = load_image(sample_files("kermany")[0], ImageSpec(size=64))[None]
     for shift, severities in SHIFTS.items():
@@ -92,10 +105,8 @@ def test_stressed_thresholds_hold_on_the_pooled_shifted_validation_films(
     trained_artifact, tmp_path
 ):
     from cxr_keras.artifact.predictor import Predictor
-    from cxr_keras.artifact.store import copy_artifact, load_artifact
-    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.artifact.store import copy_artifact
     from cxr_keras.evaluation.evaluate import evaluate
-    from cxr_keras.evaluation.frames import artifact_manifest, select_split
     from cxr_keras.evaluation.metrics import threshold_metrics
     from cxr_keras.evaluation.stress import stressed_scores
 
@@ -111,13 +122,11 @@ def test_stressed_thresholds_hold_on_the_pooled_shifted_validation_films(
         stress_images=30,
         decision_rule="youden_stressed",
     )
-    stored = load_artifact(folder)
+    stored, val, y, mask = _validation_films(folder)
     assert stored.decision_rule == "youden_stressed"
     assert set(stored.meta["thresholds"]) >= {"youden_stressed", "sensitivity_0.95_stressed"}
     assert "acquisition shifts, pooled" in result["threshold_source"]
     # the same pool, rebuilt independently: the rules hold on it
-    val = select_split(artifact_manifest(stored), "val", "val")
-    y, mask = label_arrays(val, stored.labels)
     pool = stressed_scores(
         Predictor(stored), val, y=y, mask=mask, temperatures=stored.temperatures, limit=30
     )
@@ -161,10 +170,8 @@ def test_validation_films_stressed_for_thresholds_and_for_the_report_are_scored_
 ):
     import cxr_keras.evaluation.stress as stress_module
     from cxr_keras.artifact.predictor import Predictor
-    from cxr_keras.artifact.store import copy_artifact, load_artifact
-    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.artifact.store import copy_artifact
     from cxr_keras.evaluation.evaluate import evaluate
-    from cxr_keras.evaluation.frames import artifact_manifest, select_split
 
     scored = []
     score_versions = stress_module._score_versions
@@ -186,9 +193,7 @@ def test_validation_films_stressed_for_thresholds_and_for_the_report_are_scored_
     )
     assert scored == [result["stress"]["images"]]  # one pass over the shifted films, shared
     # the shared figures are those of a stress run of their own at the same operating point
-    stored = load_artifact(folder)
-    val = select_split(artifact_manifest(stored), "val", "val")
-    y, mask = label_arrays(val, stored.labels)
+    stored, val, y, mask = _validation_films(folder)
     alone = stress_module.stress_manifest(
         Predictor(stored),
         val,
@@ -208,10 +213,8 @@ def test_validation_films_stressed_for_thresholds_and_for_the_report_are_scored_
 def test_temperatures_fitted_on_the_stressed_validation_films(trained_artifact, tmp_path):
     from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood
     from cxr_keras.artifact.predictor import Predictor
-    from cxr_keras.artifact.store import copy_artifact, load_artifact
-    from cxr_keras.data.batching import label_arrays
+    from cxr_keras.artifact.store import copy_artifact
     from cxr_keras.evaluation.evaluate import evaluate
-    from cxr_keras.evaluation.frames import artifact_manifest, select_split
     from cxr_keras.evaluation.stress import stressed_scores
 
     folder = copy_artifact(trained_artifact.path, tmp_path / "model")
@@ -228,9 +231,7 @@ def test_temperatures_fitted_on_the_stressed_validation_films(trained_artifact, 
         calibrate_on="stressed",
         stress_images=30,
     )
-    stored = load_artifact(folder)
-    val = select_split(artifact_manifest(stored), "val", "val")
-    y, mask = label_arrays(val, stored.labels)
+    stored, val, y, mask = _validation_films(folder)
     pool = stressed_scores(Predictor(stored), val, y=y, mask=mask, temperatures=[1.0], limit=30)
     expected = fit_temperature(pool["logits"], pool["y"], mask=pool["mask"])
     assert stored.temperatures == pytest.approx(expected)

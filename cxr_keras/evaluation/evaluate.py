@@ -471,20 +471,21 @@ def evaluate(
             scored_val = score_films(
                 predictor, val, y=val_y, mask=val_mask, limit=stress_images, seed=seed
             )
+            # pooled once: its logits fit the temperature, its probabilities the rules
+            pool = stressed_scores(
+                predictor,
+                val,
+                y=val_y,
+                mask=val_mask,
+                temperatures=[1.0] * len(labels),
+                limit=stress_images,
+                seed=seed,
+                scored=scored_val,
+            )
         if calibrate:
             fit_on = (val_logits, val_y, val_mask)
             calibrated_on = f"the val split ({len(val)} images)"
             if calibrate_on == "stressed":
-                pool = stressed_scores(
-                    predictor,
-                    val,
-                    y=val_y,
-                    mask=val_mask,
-                    temperatures=[1.0] * len(labels),
-                    limit=stress_images,
-                    seed=seed,
-                    scored=scored_val,
-                )
                 fit_on = (pool["logits"], pool["y"], pool["mask"])
                 calibrated_on = (
                     f"{pool['films']} films of the val split, each as it is and under "
@@ -524,16 +525,7 @@ def evaluate(
                     chosen[rule][label] = value
         stressed_note = ""
         if stressed_thresholds:
-            pool = stressed_scores(
-                predictor,
-                val,
-                y=val_y,
-                mask=val_mask,
-                temperatures=temperatures,
-                limit=stress_images,
-                seed=seed,
-                scored=scored_val,
-            )
+            pool["p"] = sigmoid(pool["logits"] / np.asarray(temperatures))
             robust, robust_notes = choose_thresholds(
                 pool["y"],
                 pool["p"],
