@@ -9,9 +9,12 @@ chest DICOMs (MONOCHROME1 JPEG 2000, uncompressed, and the SIIM one). Every answ
 upload, its analysis (probabilities, MC-dropout referral with the artifact's passes,
 Grad-CAM overlay) and the download of the result.
 
-A request is an error when the client raises, or when the page's status shows a message
-(a real film must never be refused). Prints the latency p50/p95/max, the throughput and a
-last line ``errors: N``. Target: zero errors.
+Two apps run side by side, one writing every answer to an audit log and one with
+``--no-log``; the requests go in alternating rounds (off, on, off, on), so a noisy machine
+slows both alike. A request is an error when the client raises, or when the page's status
+shows a message (a real film must never be refused). Prints per side the latency
+p50/p95/max and the throughput, the rows the log holds (one per answer), ``ratio:`` (p50
+with the log / p50 without; target <= 1.05) and a last line ``errors: N`` (target: zero).
 
 Usage:
     python benchmarks/app_load.py [--model models/<name>] [--clients 4] [--requests 200]
@@ -35,6 +38,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+ROUNDS = 4  # off, on, off, on, ...: the machine's noise falls on both sides
 
 
 def random_weights_artifact(folder: Path) -> Path:
@@ -90,6 +96,44 @@ def start_app(model: Path, port: int, log_path: Path, extra: list[str]) -> subpr
     sys.exit(f"the app did not start:\n{log_path.read_text()[-3000:]}")
 
 
+def run_round(url: str, films: list[Path], requests: int, clients: int, offset: int):
+    """``requests`` requests from ``clients`` threads; returns (latencies, errors, wall)."""
+    from gradio_client import Client, handle_file
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(offset, offset + requests))
+
+    def client_loop() -> None:
+        client = Client(url, verbose=False)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            film = films[i % len(films)]
+            start = time.perf_counter()
+            try:
+                status, *_, details = client.predict(handle_file(str(film)), api_name="/analyze")
+                problem = status or ("no result" if not details else "")
+            except Exception as exc:  # a failed request is counted, not fatal
+                problem = f"{type(exc).__name__}: {exc}"
+            elapsed = time.perf_counter() - start
+            with lock:
+                latencies.append(elapsed)
+                if problem:
+                    errors.append(f"{film.name}: {problem}")
+
+    begin = time.perf_counter()
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors, time.perf_counter() - begin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="an artifact (default: random 224 px CNN)")
@@ -105,61 +149,59 @@ def main() -> None:
     model = args.model or random_weights_artifact(work)
     inputs = films(args.data, 60)
     extra = [] if args.mc_passes is None else ["--mc-passes", str(args.mc_passes)]
-    port = free_port()
+    audit = work / "audit.db"
+    sides = {"log off": ["--no-log"], "log on": ["--log", str(audit)]}
+    processes, urls = {}, {}
     started = time.perf_counter()
-    process = start_app(model, port, work / "app.log", extra)
-    print(
-        f"app up in {time.perf_counter() - started:.1f} s (model {model.name}); {args.clients} "
-        f"clients, {args.requests} requests over {len(inputs)} real films; {os.cpu_count()} "
-        "CPU cores"
-    )
-    url = f"http://127.0.0.1:{port}/"
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    counter = iter(range(args.requests))
-
-    def client_loop() -> None:
-        client = Client(url, verbose=False)
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            film = inputs[i % len(inputs)]
-            start = time.perf_counter()
-            try:
-                status, *_, details = client.predict(handle_file(str(film)), api_name="/analyze")
-                problem = status or ("no result" if not details else "")
-            except Exception as exc:  # a failed request is counted, not fatal
-                problem = f"{type(exc).__name__}: {exc}"
-            elapsed = time.perf_counter() - start
-            with lock:
-                latencies.append(elapsed)
-                if problem:
-                    errors.append(f"{film.name}: {problem}")
-
     try:
-        Client(url, verbose=False).predict(handle_file(str(inputs[0])), api_name="/analyze")
-        begin = time.perf_counter()
-        threads = [threading.Thread(target=client_loop) for _ in range(args.clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - begin
+        for side, flags in sides.items():
+            port = free_port()
+            processes[side] = start_app(model, port, work / f"{side}.log", [*extra, *flags])
+            urls[side] = f"http://127.0.0.1:{port}/"
+            # the first answer builds the model's functions: not timed
+            Client(urls[side], verbose=False).predict(
+                handle_file(str(inputs[0])), api_name="/analyze"
+            )
+        print(
+            f"apps up in {time.perf_counter() - started:.1f} s (model {model.name}); "
+            f"{args.clients} clients, {args.requests} requests per side over {len(inputs)} "
+            f"real films, in {ROUNDS} alternating rounds; {os.cpu_count()} CPU cores"
+        )
+        results = {side: ([], [], 0.0) for side in sides}
+        per_round = max(1, args.requests // ROUNDS)
+        for round_index in range(ROUNDS):
+            for side in sides:
+                latencies, errors, wall = run_round(
+                    urls[side], inputs, per_round, args.clients, round_index * per_round
+                )
+                kept = results[side]
+                results[side] = (kept[0] + latencies, kept[1] + errors, kept[2] + wall)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-    ordered = sorted(latencies)
-    p95 = statistics.quantiles(ordered, n=20)[18]
-    print(f"requests: {len(latencies)} in {wall:.1f} s ({len(latencies) / wall:.2f} per s)")
-    print(f"p50: {statistics.median(ordered):.3f} s")
-    print(f"p95: {p95:.3f} s")
-    print(f"max: {ordered[-1]:.3f} s")
-    for error in errors[:10]:
+        for process in processes.values():
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+    medians = {}
+    all_errors = []
+    for side, (latencies, errors, wall) in results.items():
+        ordered = sorted(latencies)
+        medians[side] = statistics.median(ordered)
+        p95 = statistics.quantiles(ordered, n=20)[18]
+        print(
+            f"{side}: {len(ordered)} requests in {wall:.1f} s ({len(ordered) / wall:.2f} per s); "
+            f"p50 {medians[side]:.3f} s, p95 {p95:.3f} s, max {ordered[-1]:.3f} s; "
+            f"errors {len(errors)}"
+        )
+        all_errors += errors
+    import sqlite3
+
+    with sqlite3.connect(audit) as db:
+        rows = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    answered = len(results["log on"][0]) - len(results["log on"][1]) + 1  # + the warm-up
+    print(f"audit log rows: {rows} for {answered} answers given with the log on")
+    print(f"ratio: {medians['log on'] / medians['log off']:.3f} (p50 with the log / without)")
+    for error in all_errors[:10]:
         print(f"  error: {error}")
-    print(f"errors: {len(errors)}")
+    print(f"errors: {len(all_errors)}")
 
 
 if __name__ == "__main__":

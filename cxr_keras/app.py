@@ -2,6 +2,10 @@
 
     python -m cxr_keras.app --model models/<name> [--host 127.0.0.1] [--port 7860]
         [--mc-passes N] [--max-mb 64] [--examples FILE ...]
+        [--log AUDIT.db | --no-log]
+
+Every answer goes to an audit log, by default ``runs/audit/<model name>.db`` (see
+:mod:`cxr_keras.artifact.audit_log`); ``python -m cxr_keras.monitor`` reports its drift.
 
 What it does and writes: :mod:`cxr_keras.serving.app`, the stage this command line runs.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from pathlib import Path
 
 from cxr_keras.cli import (
     run_cli,
@@ -42,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"largest upload accepted, in MB (default {DEFAULT_MAX_MB:g})",
     )
     parser.add_argument("--examples", nargs="+", help="example files (default: from the sample)")
+    logging_choice = parser.add_mutually_exclusive_group()
+    logging_choice.add_argument(
+        "--log",
+        metavar="AUDIT_DB",
+        help="the audit log every answer is appended to (default: runs/audit/<model name>.db)",
+    )
+    logging_choice.add_argument(
+        "--no-log", action="store_true", help="keep no audit log of the answers"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -56,10 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(
             "the app needs the [app] extra: pip install 'cxr-keras[app]' (Gradio)"
         ) from None
+    from cxr_keras.artifact.audit_log import AuditLog
     from cxr_keras.artifact.store import load_artifact
 
     artifact = load_artifact(args.model)
-    app = build_app(artifact, mc_passes=args.mc_passes, max_mb=args.max_mb, examples=args.examples)
+    audit = None
+    if not args.no_log:
+        name = artifact.meta.get("name") or artifact.path.name
+        audit = AuditLog(args.log or Path("runs") / "audit" / f"{name}.db")
+        log.info("answers are logged to %s (no file names, no DICOM tags)", audit.path)
+    app = build_app(
+        artifact,
+        mc_passes=args.mc_passes,
+        max_mb=args.max_mb,
+        examples=args.examples,
+        audit_log=audit,
+    )
     log.info("model %s loaded; serving on http://%s:%d", artifact.path, args.host, args.port)
     app.queue(default_concurrency_limit=1).launch(
         server_name=args.host,

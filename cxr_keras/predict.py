@@ -2,6 +2,7 @@
 
     python -m cxr_keras.predict --model models/<name> --out DIR PATHS... [--gradcam]
         [--mc-passes N] [--batch-size 32] [--adapt-prior | --prevalence [LABEL=]P ...]
+        [--log AUDIT.db]
 
 What it does and writes: :mod:`cxr_keras.serving.predict`, the stage this command line runs.
 """
@@ -31,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradcam", action="store_true", help="also write Grad-CAM overlays")
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes (0: off)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--log",
+        metavar="AUDIT_DB",
+        help="append every answer to this audit log (SQLite; no file names, no DICOM tags)",
+    )
     add_prior_arguments(
         parser, effect="correct probabilities and decisions to it (writes prevalence.json)"
     )
@@ -46,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         adapt_prior=args.adapt_prior,
         prevalence=declared_prevalence(args.prevalence),
+        log=args.log,
     )
     for entry in document["files"]:
         probabilities = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())

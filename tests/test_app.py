@@ -192,6 +192,68 @@ def test_http_api_answers_and_the_model_loads_once(trained_artifact, bad_files, 
         app.close()
 
 
+def test_four_clients_at_once_each_answer_is_logged_once(trained_artifact, bad_files, tmp_path):
+    """The app's audit log under concurrent requests: 4 clients, answers computed in
+    parallel, a refused upload between them; no row lost, none doubled, no DICOM tag."""
+    pytest.importorskip("gradio", reason="the app needs the [app] extra")
+    import threading
+
+    from gradio_client import Client, handle_file
+
+    from cxr_keras.artifact.audit_log import AuditLog
+    from cxr_keras.serving.app import build_app
+
+    dicom = pydicom.dcmread(sample_files("dicom")[0])
+    dicom.PatientName, dicom.PatientID = "Doe^Jane", "SECRET-4711"
+    dicom.InstitutionName, dicom.StudyDate = "St Elsewhere Hospital", "20261201"
+    kermany = sample_files("kermany")
+    # distinct films per client: Gradio stores identical uploads at one path, and the
+    # first answer deletes it (a race of its own, not the log's)
+    batches = [[*kermany[2 * i : 2 * i + 2], tmp_path / f"study{i}.dcm"] for i in range(4)]
+    for i in range(4):
+        dicom.SeriesNumber = i + 1  # a distinct file, the same pixels
+        dicom.save_as(tmp_path / f"study{i}.dcm")
+    audit = AuditLog(tmp_path / "audit.db")
+    app = build_app(trained_artifact, mc_passes=0, examples=[], audit_log=audit)
+    port = free_port()
+    app.queue(default_concurrency_limit=4).launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
+    )
+    answers, failures = [], []
+
+    def client_sends(films):
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            for film in films:
+                answers.append(client.predict(handle_file(str(film)), api_name="/analyze")[6])
+        except Exception as exc:  # reported below, with the others
+            failures.append(repr(exc))
+
+    try:
+        threads = [threading.Thread(target=client_sends, args=(films,)) for films in batches]
+        refused = threading.Thread(target=client_sends, args=([bad_files["knee.dcm"][0]],))
+        for thread in [*threads, refused]:
+            thread.start()
+        for thread in [*threads, refused]:
+            thread.join(timeout=300)
+    finally:
+        app.close()
+    assert not failures, failures
+    rows = audit.read()
+    audit.close()
+    given = [a for a in answers if a is not None]
+    assert len(given) == 12 and len(rows) == 12  # the refused knee film is not an answer
+    assert set(rows["channel"]) == {"app"} and rows["id"].is_unique
+    assert rows["source"].value_counts().to_dict() == {"jpeg": 8, "dicom": 4}
+    assert rows["image_hash"].nunique() == 9  # 8 films, and one DICOM's pixels sent 4 times
+    logged = sorted(round(p["PNEUMONIA"], 9) for p in rows["probabilities"])
+    assert logged == sorted(round(a["probabilities"]["PNEUMONIA"], 9) for a in given)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("audit.db*"))
+    names = [film.stem for films in batches for film in films]
+    for secret in ("Doe", "Jane", "SECRET-4711", "Elsewhere", "20261201", *names):
+        assert secret.encode() not in stored, secret
+
+
 def test_an_image_unlike_the_training_films_is_warned_about_and_referred(analyzer, tmp_path):
     photo = tmp_path / "holiday.png"
     rgb = np.random.default_rng(0).uniform(0, 255, (300, 400, 3)).astype(np.uint8)

@@ -105,6 +105,30 @@ def test_thresholds_come_from_validation_and_are_stored(evaluated):
     assert nll["after"] <= nll["before"]
 
 
+def test_the_reference_profile_is_the_validation_answers_at_the_stored_rule(evaluated):
+    from cxr_keras.artifact.reference_profile import load_profile
+
+    model, _, result = evaluated
+    artifact = load_artifact(model)
+    profile = load_profile(model, artifact.meta)
+    val = select_split(artifact_manifest(artifact), "val", "val")
+    answers, _ = Predictor(artifact).predict_manifest(val)
+    assert artifact.meta["reference_profile"]["images"] == profile["images"] == len(val)
+    assert profile["thresholds"] == {"PNEUMONIA": artifact.thresholds()[0]}
+    np.testing.assert_allclose(
+        profile["labels"]["PNEUMONIA"]["probabilities"],
+        np.sort(answers.probabilities[:, 0]),
+        atol=1e-6,
+    )
+    positive = answers.decisions[:, 0].mean()
+    assert profile["labels"]["PNEUMONIA"]["positive_share"] == pytest.approx(positive)
+    assert profile["ood_share"] == pytest.approx(answers.ood.mean())
+    np.testing.assert_allclose(
+        profile["image"]["mean_intensity"], np.sort(answers.statistics[:, 2]), atol=1e-6
+    )
+    assert profile["decision_rule"] == result["decision_rule"]
+
+
 def test_bootstrap_thresholds_come_from_the_reported_spread(evaluated, tmp_path):
     model, _, point = evaluated
     spread = point["threshold_stability"]["youden"]["PNEUMONIA"]

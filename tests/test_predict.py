@@ -7,12 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pydicom
 import pytest
 
+from cxr_keras.artifact.audit_log import AuditLog
 from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.sample_data import sample_files
 from cxr_keras.serving.predict import collect_files, predict
@@ -32,6 +34,8 @@ def inputs(tmp_path):
     dicom.PatientName = "Doe^Jane"
     dicom.PatientID = "SECRET-4711"
     dicom.PatientBirthDate = "19700101"
+    dicom.InstitutionName = "St Elsewhere Hospital"
+    dicom.AccessionNumber = "ACC-0815"
     dicom.save_as(folder / "study.dcm")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (folder / "report.doc").write_bytes(b"\xd0\xcf\x11\xe0 not an image")
@@ -66,6 +70,8 @@ def test_predict_cli(trained_artifact, inputs, tmp_path):
         "--mc-passes",
         "3",
         "--gradcam",
+        "--log",
+        str(tmp_path / "audit" / "log.db"),
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -98,6 +104,20 @@ def test_predict_cli(trained_artifact, inputs, tmp_path):
     written += (out / "predictions.csv").read_text() + result.stdout + result.stderr
     for secret in ("Doe", "Jane", "SECRET-4711", "19700101"):
         assert secret not in written
+    # the audit log: one row per answer, as answered, and nothing that names a person or file
+    with AuditLog(tmp_path / "audit" / "log.db") as log:
+        rows = log.read()
+    assert len(rows) == 4 and set(rows["channel"]) == {"predict"}
+    assert sorted(rows["source"]) == ["dicom", "jpeg", "jpeg", "jpeg"]
+    logged = rows["probabilities"].map(lambda p: p["PNEUMONIA"]).to_numpy()
+    np.testing.assert_allclose(np.sort(logged), np.sort(table["PNEUMONIA"]), rtol=1e-12)
+    assert list(rows["refer"].astype(bool)) == [e["refer"] for e in document["files"]]
+    assert rows["image_hash"].str.fullmatch("[0-9a-f]{64}").all()
+    assert rows["weights_sha256"].nunique() == 1 and (rows["latency_ms"] > 0).all()
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "audit").iterdir())
+    names = ["inbox", "study", "broken", *(Path(p).stem for p in table["path"])]
+    for secret in ("Doe", "Jane", "SECRET-4711", "19700101", "Elsewhere", "ACC-0815", *names):
+        assert secret.encode() not in stored, secret
 
 
 def test_nothing_usable_exits_with_a_message(trained_artifact, tmp_path):

@@ -9,20 +9,31 @@ and reasons): the input checks of :mod:`cxr_keras.data.input_checks` always run,
 artifact's detector (:mod:`cxr_keras.artifact.ood`) scores the same forward pass's
 features when one is fitted (without one the score is NaN and only the checks flag).
 
+With an ``audit_log`` (:class:`~cxr_keras.artifact.audit_log.AuditLog`), :meth:`Predictor.
+predict` and :meth:`Predictor.predict_files` write one row per answer; a caller that builds
+its answers from :meth:`Predictor.predict_manifest` or :meth:`Predictor.answer` (predict,
+the app) writes them with :meth:`Predictor.record`, once it knows the referral.
+
 Example:
     >>> predictor = Predictor.from_path("runs/demo")  # doctest: +SKIP
     >>> result = predictor.predict_files(["chest.png"])  # doctest: +SKIP
     >>> result.probabilities.shape, result.decisions.dtype  # doctest: +SKIP
     ((1, 1), dtype('bool'))
+    >>> logged = Predictor.from_path("runs/demo", audit_log=AuditLog("audit.db"))  # doctest: +SKIP
+    >>> logged.predict_files(["chest.png"]).ood  # doctest: +SKIP
+    array([False])
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from cxr_keras.artifact.audit_log import AuditLog, pixel_digest, weights_digest
 from cxr_keras.artifact.store import Artifact, load_artifact
 from cxr_keras.data.input_checks import InputChecks, batch_statistics
 
@@ -32,6 +43,8 @@ __all__ = [
     "Predictor",
     "feature_model",
     "file_facts",
+    "file_formats",
+    "file_sizes",
     "manifest_sizes",
 ]
 
@@ -49,6 +62,8 @@ class Prediction:
     # per image, empty when in scope; the whole list is empty when no verdict was made
     # (:meth:`Predictor.from_logits` alone makes none: use :meth:`Predictor.answer`)
     ood_reasons: list[list[str]] = field(default_factory=list)
+    statistics: np.ndarray | None = None  # (n, 3) of the inputs: std, spread, mean
+    digests: list[str] | None = None  # keyed pixel hashes, when an audit log is kept
 
     @property
     def ood(self) -> np.ndarray:
@@ -63,7 +78,8 @@ class ModelOutputs:
 
     logits: np.ndarray  # (n, labels)
     features: list[np.ndarray] | None  # per detector layer (n, channels); None: no detector
-    statistics: np.ndarray  # (n, 2): std and 0.5-99.5 percentile spread of each input
+    statistics: np.ndarray  # (n, 3): std, 0.5-99.5 percentile spread and mean of each input
+    digests: list[str | None] | None = None  # keyed pixel hashes (only for an audit log)
 
     @property
     def decoded(self) -> np.ndarray:
@@ -73,10 +89,18 @@ class ModelOutputs:
 class Predictor:
     """Probabilities and decisions from an artifact (see the module docstring)."""
 
-    def __init__(self, artifact: Artifact, *, feature_layers: list[str] | None = None):
+    def __init__(
+        self,
+        artifact: Artifact,
+        *,
+        feature_layers: list[str] | None = None,
+        audit_log: AuditLog | None = None,
+        channel: str = "python",
+    ):
         """``feature_layers``: return these layers' pooled features instead of applying
         the stored detector (to fit a detector; the logits then come without the
-        test-time views, which features do not need)."""
+        test-time views, which features do not need). ``audit_log``: where answers are
+        logged, ``channel`` saying who asked (``python``, ``predict``, ``app``)."""
         self.artifact = artifact
         self.labels = artifact.labels
         self.spec = artifact.image_spec
@@ -86,11 +110,14 @@ class Predictor:
         self.checks = self.detector.checks if self.detector else InputChecks()
         self.feature_layers = feature_layers or (self.detector.layers if self.detector else [])
         self._answer_model = None
+        self.audit_log = audit_log
+        self.channel = channel
+        self._weights_sha256 = None
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike) -> Predictor:
+    def from_path(cls, path: str | os.PathLike, *, audit_log: AuditLog | None = None) -> Predictor:
         """Load the artifact at ``path`` and wrap it."""
-        return cls(load_artifact(path))
+        return cls(load_artifact(path), audit_log=audit_log)
 
     @property
     def answer_model(self):
@@ -113,7 +140,12 @@ class Predictor:
             features = [np.asarray(f, np.float64) for f in features]
         else:
             logits, features = result, None
-        return ModelOutputs(np.asarray(logits, np.float64), features, batch_statistics(images))
+        digests = None
+        if self.audit_log is not None:  # what the log names the film by: its pixels, keyed
+            digests = [pixel_digest(image, self.audit_log.key) for image in images]
+        return ModelOutputs(
+            np.asarray(logits, np.float64), features, batch_statistics(images), digests
+        )
 
     def logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Raw model outputs for model inputs (n, H, W, 1) in [0, 1], in inference mode."""
@@ -168,23 +200,39 @@ class Predictor:
             reasons.append(found)
         prediction.ood_scores = scores
         prediction.ood_reasons = reasons
+        prediction.statistics = outputs.statistics
+        prediction.digests = outputs.digests
         return prediction
 
-    def predict(self, images: np.ndarray, batch_size: int = 32) -> Prediction:
+    def predict(
+        self, images: np.ndarray, batch_size: int = 32, *, record: bool = True
+    ) -> Prediction:
         """Answers for model inputs (n, H, W, 1) in [0, 1] (see :func:`load_image`), with
-        the input checks that need no file (colour and aspect ratio are not checked)."""
+        the input checks that need no file (colour and aspect ratio are not checked);
+        logged when there is an audit log, unless ``record`` is False (answers nobody
+        was given, e.g. to choose examples)."""
         images = np.asarray(images, np.float32)
         if len(images) == 0:
             return self.answer(self._no_outputs())
+        started = time.perf_counter()
         parts = [
             self.outputs(images[i : i + batch_size]) for i in range(0, len(images), batch_size)
         ]
-        return self.answer(_concatenate(parts))
+        answers = self.answer(_concatenate(parts))
+        if self.audit_log is not None and record:
+            height, width = images.shape[1:3]
+            self.record(
+                answers,
+                sizes=[(width, height)] * len(images),
+                sources=["array"] * len(images),
+                latency_s=(time.perf_counter() - started) / len(images),
+            )
+        return answers
 
     def _no_outputs(self) -> ModelOutputs:
         empty = np.zeros((0, len(self.labels)))
         features = [np.zeros((0, 1)) for _ in self.feature_layers] or None
-        return ModelOutputs(empty, features, np.zeros((0, 2)))
+        return ModelOutputs(empty, features, np.zeros((0, 3)))
 
     def manifest_outputs(self, manifest, batch_size: int = 32) -> ModelOutputs:
         """:class:`ModelOutputs` for every row of a manifest; rows whose file failed to
@@ -194,12 +242,16 @@ class Predictor:
 
         n = len(manifest)
         logits = np.full((n, len(self.labels)), np.nan)
-        statistics = np.full((n, 2), np.nan)
+        statistics = np.full((n, 3), np.nan)
+        digests = [None] * n if self.audit_log is not None else None
         features = None
         for rows, images in make_indexed_dataset(manifest, self.spec, batch_size):
             rows = rows.numpy()
             batch = self.outputs(images.numpy())
             logits[rows], statistics[rows] = batch.logits, batch.statistics
+            if digests is not None:
+                for row, digest in zip(rows, batch.digests, strict=True):
+                    digests[row] = digest
             if batch.features is not None:
                 if features is None:
                     features = [np.full((n, f.shape[1]), np.nan) for f in batch.features]
@@ -207,7 +259,7 @@ class Predictor:
                     whole[rows] = part
         if self.feature_layers and features is None:  # nothing decoded
             features = [np.full((n, 1), np.nan) for _ in self.feature_layers]
-        return ModelOutputs(logits, features, statistics)
+        return ModelOutputs(logits, features, statistics, digests)
 
     def manifest_logits(self, manifest, batch_size: int = 32) -> np.ndarray:
         """Logits for every row of a manifest (n, labels), NaN where a file failed to
@@ -223,6 +275,9 @@ class Predictor:
             outputs.logits[rows],
             None if outputs.features is None else [f[rows] for f in outputs.features],
             outputs.statistics[rows],
+            None
+            if outputs.digests is None
+            else [d for d, ok in zip(outputs.digests, rows, strict=True) if ok],
         )
         paths = [p for p, ok in zip(manifest["path"], rows, strict=True) if ok]
         sizes = manifest_sizes(manifest)
@@ -238,10 +293,101 @@ class Predictor:
         from cxr_keras.data.pipeline import make_image_dataset
 
         paths = list(paths)
+        started = time.perf_counter()
         ds = make_image_dataset(paths, self.spec, batch_size)
         outputs = _concatenate([self.outputs(x.numpy()) for x in ds])
-        colour, aspect = file_facts(paths)
-        return self.answer(outputs, colour=colour, aspect=aspect)
+        sizes = file_sizes(paths)
+        colour, aspect = file_facts(paths, sizes=sizes)
+        answers = self.answer(outputs, colour=colour, aspect=aspect)
+        if self.audit_log is not None and paths:
+            self.record(
+                answers,
+                sizes=sizes,
+                sources=file_formats(paths),
+                latency_s=(time.perf_counter() - started) / len(paths),
+            )
+        return answers
+
+    @property
+    def weights_sha256(self) -> str:
+        """The hash of the model's weights the audit log names it by (computed once)."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = weights_digest(self.artifact.model)
+        return self._weights_sha256
+
+    def record(
+        self,
+        answers: Prediction,
+        *,
+        sizes: Sequence[tuple[int, int] | None] | None,
+        sources: Sequence[str | None],
+        latency_s: float | Sequence[float],
+        referral_reasons: Sequence[list[str]] | None = None,
+    ) -> int:
+        """Write one audit-log row per answer (nothing without an audit log); returns how
+        many. ``sizes``: (width, height) of each image as sent; ``sources``: its format
+        (:func:`file_formats`); ``latency_s``: the seconds each answer took (one value:
+        the same for all); ``referral_reasons``: per answer, as the caller referred it
+        (default: the stored referral rule without MC dropout, out of distribution
+        included)."""
+        if self.audit_log is None:
+            return 0
+        from cxr_keras import __version__
+        from cxr_keras.artifact.referral import referral_reasons as reasons_of
+        from cxr_keras.artifact.referral import rule_of
+
+        n = len(answers.probabilities)
+        if referral_reasons is None:
+            rule = rule_of(self.artifact.meta)
+            referral_reasons = [
+                reasons_of(
+                    self.labels,
+                    answers.probabilities[i],
+                    thresholds=answers.thresholds,
+                    std=None,
+                    rule=rule,
+                    ood_reasons=answers.ood_reasons[i] if answers.ood_reasons else (),
+                )
+                for i in range(n)
+            ]
+        latencies = [latency_s] * n if np.isscalar(latency_s) else list(latency_s)
+        sizes = list(sizes) if sizes is not None else [None] * n
+        thresholds = dict(zip(self.labels, map(float, answers.thresholds), strict=True))
+        rows = []
+        for i in range(n):
+            size = sizes[i] or (None, None)
+            statistics = answers.statistics[i] if answers.statistics is not None else None
+            rows.append(
+                {
+                    "channel": self.channel,
+                    "model": self.artifact.meta.get("name") or self.artifact.path.name,
+                    "weights_sha256": self.weights_sha256,
+                    "image_hash": answers.digests[i] if answers.digests else None,
+                    "source": sources[i],
+                    "width": size[0],
+                    "height": size[1],
+                    "mean_intensity": None if statistics is None else float(statistics[2]),
+                    "contrast": None if statistics is None else float(statistics[0]),
+                    "probabilities": dict(
+                        zip(self.labels, map(float, answers.probabilities[i]), strict=True)
+                    ),
+                    "decisions": dict(
+                        zip(self.labels, map(bool, answers.decisions[i]), strict=True)
+                    ),
+                    "thresholds": thresholds,
+                    "decision_rule": self.artifact.decision_rule,
+                    "refer": bool(referral_reasons[i]),
+                    "referral_reasons": list(referral_reasons[i]),
+                    "ood": bool(answers.ood_reasons[i]) if answers.ood_reasons else None,
+                    "ood_score": None
+                    if answers.ood_scores is None
+                    else float(answers.ood_scores[i]),
+                    "ood_reasons": list(answers.ood_reasons[i]) if answers.ood_reasons else [],
+                    "latency_ms": 1000.0 * float(latencies[i]),
+                    "cxr_keras_version": __version__,
+                }
+            )
+        return self.audit_log.write(rows)
 
 
 def file_facts(paths, *, sizes=None) -> tuple[list[float], list[float | None]]:
@@ -262,6 +408,33 @@ def file_facts(paths, *, sizes=None) -> tuple[list[float], list[float | None]]:
                 size = None
         aspect.append(size[0] / size[1] if size and size[1] > 0 else None)
     return colour, aspect
+
+
+def file_sizes(paths) -> list[tuple[int, int] | None]:
+    """(width, height) of each file from its header (None where it cannot be read)."""
+    from cxr_keras.data.io import read_header
+
+    sizes = []
+    for path in paths:
+        try:
+            header = read_header(path)
+            sizes.append((header.width, header.height))
+        except (OSError, ValueError):  # not readable here (a shard's source)
+            sizes.append(None)
+    return sizes
+
+
+def file_formats(paths) -> list[str | None]:
+    """Each file's format from its first bytes (png, jpeg, dicom, ...; None: unknown)."""
+    from cxr_keras.data.io import sniff_format
+
+    formats = []
+    for path in paths:
+        try:
+            formats.append(sniff_format(path))
+        except OSError:
+            formats.append(None)
+    return formats
 
 
 def feature_model(artifact: Artifact, layers: list[str], *, views: bool = True):
@@ -298,8 +471,12 @@ def _concatenate(parts: list[ModelOutputs]) -> ModelOutputs:
     features = None
     if parts and parts[0].features is not None:
         features = [np.concatenate(f) for f in zip(*(p.features for p in parts), strict=True)]
+    digests = None
+    if parts and parts[0].digests is not None:
+        digests = [d for p in parts for d in p.digests]
     return ModelOutputs(
         np.concatenate([p.logits for p in parts]),
         features,
         np.concatenate([p.statistics for p in parts]),
+        digests,
     )

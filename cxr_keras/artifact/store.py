@@ -38,6 +38,7 @@ __all__ = [
     "copy_artifact",
     "library_versions",
     "load_artifact",
+    "load_meta",
     "save_artifact",
     "upgrade_meta",
     "write_meta",
@@ -222,11 +223,11 @@ def write_meta(meta: dict, directory: str | os.PathLike) -> Path:
 
 
 def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Copy an artifact's files (the model, its description, and its card and
-    out-of-distribution detector ``ood.npz`` when present: an artifact whose description
-    names a detector does not load without it) into another directory (e.g.
-    ``models/<name>``), as a whole: into a temporary folder first, then swapped in, so a
-    model never sits beside another model's description."""
+    """Copy an artifact's files (the model, its description, and its card,
+    out-of-distribution detector ``ood.npz`` and reference profile when present: an
+    artifact whose description names a detector does not load without it) into another
+    directory (e.g. ``models/<name>``), as a whole: into a temporary folder first, then
+    swapped in, so a model never sits beside another model's description."""
     source, destination = Path(source).resolve(), Path(destination).resolve()
     if source == destination:
         return destination
@@ -237,8 +238,10 @@ def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> 
     for name in (MODEL_FILE, META_FILE):
         shutil.copy2(source / name, staging / name)
     from cxr_keras.artifact.ood import OOD_FILE
+    from cxr_keras.artifact.reference_profile import PROFILE_FILE
 
-    for name in (CARD_FILE, OOD_FILE):  # the card and the detector travel with the model
+    # the card, the detector and the reference profile travel with the model
+    for name in (CARD_FILE, OOD_FILE, PROFILE_FILE):
         if (source / name).is_file():
             shutil.copy2(source / name, staging / name)
     if destination.exists():
@@ -250,6 +253,20 @@ def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> 
     else:
         os.replace(staging, destination)
     return destination
+
+
+def load_meta(directory: str | os.PathLike) -> dict:
+    """An artifact's description (``cxr_model.json``, upgraded to the current schema)
+    without loading its model: for what needs no Keras (the monitor)."""
+    path = Path(directory) / META_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: not a model artifact (no {META_FILE})")
+    try:
+        return upgrade_meta(json.loads(path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+    except ArtifactError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
 
 
 def load_artifact(directory: str | os.PathLike, compile: bool = False) -> Artifact:
@@ -267,12 +284,7 @@ def load_artifact(directory: str | os.PathLike, compile: bool = False) -> Artifa
             f"{directory}: not a model artifact (needs {MODEL_FILE} and "
             f"{META_FILE}); train one with python -m cxr_keras.train"
         )
-    try:
-        meta = upgrade_meta(json.loads(meta_path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{meta_path}: not valid JSON ({exc})") from None
-    except ArtifactError as exc:
-        raise ArtifactError(f"{meta_path}: {exc}") from None
+    meta = load_meta(directory)
     try:
         model = keras.models.load_model(model_path, compile=compile, safe_mode=True)
     except (OSError, ValueError, KeyError) as exc:  # truncated zip, unknown layer, ...

@@ -81,10 +81,11 @@ def image_statistics(model_input: np.ndarray) -> tuple[float, float]:
 
 
 def batch_statistics(images: np.ndarray) -> np.ndarray:
-    """(n, 2): :func:`image_statistics` of each image of a batch (n, H, W, C)."""
+    """(n, 3): :func:`image_statistics` of each image of a batch (n, H, W, C), then its
+    mean intensity (what the audit log and the drift report follow)."""
     values = np.asarray(images, np.float64).reshape(len(images), -1)
     low, high = np.percentile(values, [0.5, 99.5], axis=1)
-    return np.stack([values.std(axis=1), high - low], axis=1)
+    return np.stack([values.std(axis=1), high - low, values.mean(axis=1)], axis=1)
 
 
 def colour_content(path: str | os.PathLike, *, thumbnail: int = 128) -> float:

@@ -93,15 +93,9 @@ def _subgroups(df: pd.DataFrame) -> dict[str, pd.Series]:
     return out
 
 
-def _logits(predictor, df: pd.DataFrame, batch_size: int, what: str):
-    """Logits of a manifest's decodable rows, those rows, and the paths left out."""
-    logits = predictor.manifest_logits(df, batch_size)
-    ok = ~np.isnan(logits).any(axis=1)
-    return logits[ok], *_kept(df, ok, what)
-
-
 def _answers(predictor, df: pd.DataFrame, batch_size: int, what: str):
-    """Like :func:`_logits`, with the answers (out-of-distribution verdicts included)."""
+    """The answers for a manifest's decodable rows (out-of-distribution verdicts
+    included), those rows, and the paths left out."""
     answers, ok = predictor.predict_manifest(df, batch_size)
     return answers, *_kept(df, ok, what)
 
@@ -180,6 +174,27 @@ def _label_shift_entry(logits, y, mask, labels) -> dict:
         "prevalence": prevalence,
         "fitted_on": {"split": "val", "images": len(y)},
     }
+
+
+def _reference_profile(
+    predictor, answers, val, *, temperatures, thresholds, decision_rule, referral_rule
+) -> dict:
+    """The reference profile (:mod:`cxr_keras.artifact.reference_profile`) of the
+    validation answers at the temperatures and decision thresholds being stored,
+    referred as predict refers them without MC dropout."""
+    from cxr_keras.artifact.predictor import manifest_sizes
+    from cxr_keras.artifact.reference_profile import profile_answers
+
+    return profile_answers(
+        predictor,
+        answers,
+        sizes=manifest_sizes(val),
+        source=f"the val split ({len(val)} images)",
+        temperatures=temperatures,
+        thresholds=thresholds,
+        decision_rule=decision_rule,
+        referral_rule=referral_rule,
+    )
 
 
 def _ood_summary(predictor, answers) -> dict:
@@ -460,7 +475,10 @@ def evaluate(
     thresholds = {"default": [0.5] * len(labels)}
     rules = rule_names(min_sensitivity)
     if val is not None:
-        val_logits, val, _ = _logits(predictor, val, batch_size, "validation split")
+        # the answers, not only the logits: the reference profile needs their
+        # out-of-distribution scores and input statistics
+        val_answers, val, _ = _answers(predictor, val, batch_size, "validation split")
+        val_logits = val_answers.logits
         val_y, val_mask = label_arrays(val, labels)
         if stressed_thresholds or calibrate_on == "stressed":
             from cxr_keras.evaluation.stress import score_films, stressed_scores
@@ -582,6 +600,17 @@ def evaluate(
         decision_rule = "youden" if val is not None else artifact.decision_rule
     if decision_rule not in thresholds:
         raise ValueError(f"--decision-rule {decision_rule!r}: one of {sorted(thresholds)}")
+    profile = None
+    if store and val is not None:  # what the monitor compares a deployment's answers with
+        profile = _reference_profile(
+            predictor,
+            val_answers,
+            val,
+            temperatures=temperatures,
+            thresholds=thresholds[decision_rule],
+            decision_rule=decision_rule,
+            referral_rule=referral_rule,
+        )
     overlap = _overlap_with_own_splits(artifact, evaluated) if data is not None else {}
     for own, count in overlap.items():  # other data that holds the model's own films
         chose = "chose the thresholds and temperature" if own == "val" else "trained it"
@@ -723,7 +752,18 @@ def evaluate(
 
     if store:
         key = _report_key(data, split)
-        _store(artifact, result, val, rules, calibrate, min_sensitivity, referral_rule, out, key)
+        _store(
+            artifact,
+            result,
+            val,
+            rules,
+            calibrate,
+            min_sensitivity,
+            referral_rule,
+            out,
+            key,
+            profile=profile,
+        )
         log.info("%s updated (%s)", artifact.path / "cxr_model.json", result["threshold_source"])
     else:
         log.info(
@@ -734,11 +774,12 @@ def evaluate(
 
 
 def _store(
-    artifact, result, val, rules, calibrate, min_sensitivity, referral_rule, out, key
+    artifact, result, val, rules, calibrate, min_sensitivity, referral_rule, out, key, *, profile
 ) -> None:
     """Write what evaluation decided into the artifact's description: the thresholds,
-    decision rule and temperatures when they were fitted on validation now; the referral
-    rule and a summary of this evaluation in any case."""
+    decision rule and temperatures when they were fitted on validation now, with the
+    reference profile of the validation answers at them; the referral rule and a summary
+    of this evaluation in any case."""
     from cxr_keras.artifact.model_card import write_model_card
     from cxr_keras.artifact.store import Artifact, write_meta
 
@@ -792,6 +833,10 @@ def _store(
         ),
         "report": str(out),
     }
+    if profile is not None:  # the file first: a description never names a missing one
+        from cxr_keras.artifact.reference_profile import save_profile
+
+        meta["reference_profile"] = save_profile(profile, artifact.path)
     write_meta(meta, artifact.path)
     write_model_card(Artifact(artifact.model, meta, artifact.path))  # the card follows the meta
 

@@ -18,6 +18,11 @@ The same analysis is an HTTP API (``/analyze``) for scripts::
     from gradio_client import Client, handle_file
     Client("http://127.0.0.1:7860/").predict(handle_file("chest.png"), api_name="/analyze")
 
+Every answer, of the page and of the API, is appended to an audit log when one is given
+(``python -m cxr_keras.app`` keeps one by default: :mod:`cxr_keras.artifact.audit_log`;
+no file name, no DICOM tag, the pixels by a keyed hash), which ``python -m
+cxr_keras.monitor`` turns into a drift report.
+
 It binds to 127.0.0.1 unless ``--host`` says otherwise: it has no authentication.
 Uploads (a DICOM holds names and dates in its tags) are deleted once analysed, and the
 app's whole upload folder when it shuts down (:func:`private_upload_folder`).
@@ -260,16 +265,18 @@ def build_app(
     mc_passes: int | None = None,
     max_mb: float = DEFAULT_MAX_MB,
     examples: Sequence[str | os.PathLike] | None = None,
+    audit_log=None,
 ):
     """The Gradio Blocks app for a loaded artifact (see the module docstring).
 
-    ``examples``: files offered as examples (default: chosen from the bundled sample).
+    ``examples``: files offered as examples (default: chosen from the bundled sample);
+    ``audit_log``: an :class:`~cxr_keras.artifact.audit_log.AuditLog` for every answer.
     """
     import gradio as gr
 
     from cxr_keras.serving.case_analysis import CaseAnalyzer, bundled_candidates, choose_examples
 
-    analyzer = CaseAnalyzer(artifact, mc_passes, max_mb)
+    analyzer = CaseAnalyzer(artifact, mc_passes, max_mb, audit_log=audit_log)
     if examples is None:
         cases = choose_examples(analyzer, bundled_candidates(artifact.labels))
     else:

@@ -12,6 +12,10 @@ positive) and a preview of the film as read. A refused upload raises
 :class:`UploadError`, whose message names the file (never the server's temporary path)
 and says why. Identifying DICOM tags are never read into a result.
 
+With an audit log (:mod:`cxr_keras.artifact.audit_log`) every answer is appended to it,
+with the time the whole analysis took; a log that cannot be written is reported in the
+server's log and the answer still goes out.
+
 Example:
     >>> analyzer = CaseAnalyzer(load_artifact("runs/demo"))  # doctest: +SKIP
     >>> result = analyzer.analyze("chest.png")  # doctest: +SKIP
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +134,8 @@ class CaseAnalyzer:
 
     ``mc_passes``: MC-dropout passes for the referral rule (default: the artifact's rule;
     0 turns it off); ``max_mb``: the largest upload accepted; ``layer``: the Grad-CAM target
-    layer (default: the artifact's feature layer).
+    layer (default: the artifact's feature layer); ``audit_log``: an
+    :class:`~cxr_keras.artifact.audit_log.AuditLog` every answer is written to.
     """
 
     def __init__(
@@ -138,6 +144,8 @@ class CaseAnalyzer:
         mc_passes: int | None = None,
         max_mb: float = DEFAULT_MAX_MB,
         layer: str | None = None,
+        *,
+        audit_log=None,
     ):
         from cxr_keras.artifact.predictor import Predictor
         from cxr_keras.artifact.referral import rule_of
@@ -147,7 +155,7 @@ class CaseAnalyzer:
         if max_mb <= 0:
             raise ValueError(f"max_mb: a positive size in MB, got {max_mb}")
         self.artifact = artifact
-        self.predictor = Predictor(artifact)
+        self.predictor = Predictor(artifact, audit_log=audit_log, channel="app")
         self.labels = artifact.labels
         network = artifact.explain_model  # without test-time views: maps of the image
         self.layer = layer or default_layer(network, artifact.meta)
@@ -185,12 +193,14 @@ class CaseAnalyzer:
 
     def analyze(self, path: str | os.PathLike, name: str | None = None) -> CaseResult:
         """Answer one file; ``name`` is the file name to show (default: the path's)."""
-        from cxr_keras.artifact.predictor import file_facts
+        from cxr_keras.artifact.predictor import file_facts, file_formats
         from cxr_keras.artifact.referral import referral_reasons
         from cxr_keras.explanation.overlays import blend, to_original
 
+        started = time.perf_counter()
         name = name or Path(path).name
         original, x = self.read(path, name)
+        source = file_formats([path])[0]  # while the upload is surely there
         _, maps = self.explainer(x[None], range(len(self.labels)))
         # the answer: test-time views averaged, the detector's features from the same pass
         colour, aspect = file_facts([path])  # as predict and explain measure them
@@ -242,7 +252,24 @@ class CaseAnalyzer:
                 f"({status}, threshold {finding.threshold:.3f})"
             )
             result.overlays.append((blend(original, heat, max_side=PREVIEW_SIDE), caption))
+        if self.predictor.audit_log is not None:
+            self._record(answers, source, (width, height), reasons, time.perf_counter() - started)
         return result
+
+    def _record(self, answers, source, size, reasons, seconds) -> None:
+        """Log one answer; a log that cannot be written does not withhold the answer."""
+        from cxr_keras.artifact.audit_log import AuditLogError
+
+        try:
+            self.predictor.record(
+                answers,
+                sizes=[size],
+                sources=[source],
+                latency_s=seconds,
+                referral_reasons=[reasons],
+            )
+        except AuditLogError:
+            log.exception("this answer was not written to the audit log")
 
 
 def bundled_candidates(labels: Sequence[str]) -> list[Path]:
@@ -288,7 +315,7 @@ def choose_examples(
             log.warning("example candidate skipped: %s", exc)
     if not usable:
         return []
-    answers = analyzer.predictor.predict(np.stack(images))
+    answers = analyzer.predictor.predict(np.stack(images), record=False)  # nobody's answer
     margin = answers.probabilities - np.asarray(answers.thresholds)  # > 0: positive
     closest = np.abs(margin).min(axis=1)
     strongest = margin.max(axis=1)

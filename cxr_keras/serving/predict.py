@@ -5,7 +5,9 @@ named after the label, the decision, the referral flag, ``ood`` (True/False) and
 ``ood_score``) and ``DIR/predictions.json`` (per file: probabilities with the artifact's
 temperature applied, decisions at its stored thresholds, the out-of-distribution verdict
 with its reasons, the referral flag with its reasons, the heatmap paths with
-``--gradcam``). An input that is out of distribution (see
+``--gradcam``). With ``--log FILE`` every answer is also appended to an audit log
+(:mod:`cxr_keras.artifact.audit_log`: no file name, no DICOM tag, the pixels by a keyed
+hash), which ``python -m cxr_keras.monitor`` reads. An input that is out of distribution (see
 :mod:`cxr_keras.artifact.ood`) is always referred: its answer is not to be trusted.
 Folders are searched recursively. A file that cannot be used is reported by its file name
 with the reason (in the JSON, the log and the exit summary) and the others still get
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +33,7 @@ import pandas as pd
 
 __all__ = ["collect_files", "predict"]
 
-log = logging.getLogger("cxr_keras.predict")
+logger = logging.getLogger("cxr_keras.predict")
 
 NEGATIVE = "negative"  # the decision column when no label is at or above its threshold
 
@@ -123,6 +126,7 @@ def predict(
     batch_size: int = 32,
     adapt_prior: bool = False,
     prevalence: dict[str, float] | float | None = None,
+    log: str | os.PathLike | None = None,
 ) -> dict:
     """Answers for files and folders, written under ``out`` (see the module docstring);
     returns the ``predictions.json`` content.
@@ -132,17 +136,20 @@ def predict(
     label_shift`); ``prevalence``: correct to a declared prevalence instead (one share
     for every label, or ``{label: share}``). Either writes ``prevalence.json``:
     ``{label: {"estimated": p, "ci95": [lo, hi] (None when declared), "training": p0}}``.
+    ``log``: an audit-log file to append one row per answer to (created when missing).
     """
     if adapt_prior and prevalence is not None:
         raise ValueError("--adapt-prior estimates the prevalence; --prevalence declares it")
-    from cxr_keras.artifact.predictor import Predictor
+    from cxr_keras.artifact.audit_log import AuditLog
+    from cxr_keras.artifact.predictor import Predictor, file_formats, manifest_sizes
     from cxr_keras.artifact.referral import rule_of
     from cxr_keras.artifact.store import Artifact, load_artifact
     from cxr_keras.data.manifest import new_manifest
     from cxr_keras.data.verify import verify_files
 
     artifact = model if isinstance(model, Artifact) else load_artifact(model)
-    predictor = Predictor(artifact)
+    audit = AuditLog(log) if log is not None else None  # opened first: a bad path fails early
+    predictor = Predictor(artifact, audit_log=audit, channel="predict")
     labels = artifact.labels
     rule = rule_of(artifact.meta)
     passes = int(rule["passes"] if mc_passes is None else mc_passes)
@@ -158,6 +165,7 @@ def predict(
         problems += [{"file": Path(s[0]).name, "reason": s[2]} for s in skipped]
     results = []
     if len(manifest):
+        started = time.perf_counter()
         answers, decoded = predictor.predict_manifest(manifest, batch_size)
         for path in manifest["path"][~decoded]:
             problems.append({"file": Path(path).name, "reason": "its image data cannot be decoded"})
@@ -175,6 +183,16 @@ def predict(
                 }
                 positive = [label for label, yes in entry["decisions"].items() if yes]
                 entry["decision"] = "|".join(positive) or NEGATIVE
+        if audit is not None and results:  # the answers as given, each its share of the time
+            predictor.record(
+                answers,
+                sizes=manifest_sizes(manifest),
+                sources=file_formats(manifest["path"]),
+                latency_s=(time.perf_counter() - started) / len(results),
+                referral_reasons=[e["referral_reasons"] for e in results],
+            )
+    if audit is not None:
+        audit.close()
     if gradcam and results:
         from cxr_keras.explanation.explain import explain
 
@@ -216,12 +234,13 @@ def predict(
         "ood_detector": _detector_summary(predictor),
         "prior_adaptation": None if shift is None else shift["summary"],
         "mc_passes": passes if passes >= 2 else 0,
+        "audit_log": None if audit is None else str(audit.path),
         "files": results,
         "problems": problems,
     }
     (out / "predictions.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
     for problem in problems:
-        log.warning("%s: %s", problem["file"], problem["reason"])
+        logger.warning("%s: %s", problem["file"], problem["reason"])
     return document
 
 
