@@ -55,6 +55,19 @@ def test_shipped_model_is_small_and_self_describing(shipped, validation):
         assert not MACHINE_PATH.search(text), MACHINE_PATH.search(text).group(0)
 
 
+def test_the_shipped_reference_profile_is_of_its_weights_and_its_stored_rule(shipped):
+    from cxr_keras.artifact.audit_log import weights_digest
+    from cxr_keras.artifact.reference_profile import load_profile
+
+    profile = load_profile(MODEL, shipped.meta)
+    assert profile is not None, "evaluate --update-model stores the monitor's reference"
+    assert profile["images"] == shipped.meta["operating_points"]["images"]
+    assert profile["weights_sha256"] == weights_digest(shipped.model)
+    assert profile["decision_rule"] == shipped.decision_rule
+    assert profile["thresholds"] == {"PNEUMONIA": shipped.thresholds()[0]}
+    assert profile["temperatures"] == pytest.approx(shipped.temperatures)
+
+
 def test_card_states_the_validation_figures_and_the_command(shipped, validation):
     card = (MODEL / "MODEL_CARD.md").read_text()
     assert COMMAND in card

@@ -101,9 +101,12 @@ def test_evaluate_stress_reports_every_shift_and_the_worst_case(trained_artifact
     assert "**Robustness**: Under acquisition shifts (`test`" in page
 
 
-def test_stressed_thresholds_hold_on_the_pooled_shifted_validation_films(
+def test_stressed_rules_and_temperatures_hold_on_the_pooled_shifted_validation_films(
     trained_artifact, tmp_path
 ):
+    """One evaluate fits both on the same pool: the temperatures on its logits, then the
+    stressed rules on its probabilities at those temperatures."""
+    from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood
     from cxr_keras.artifact.predictor import Predictor
     from cxr_keras.artifact.store import copy_artifact
     from cxr_keras.evaluation.evaluate import evaluate
@@ -113,20 +116,46 @@ def test_stressed_thresholds_hold_on_the_pooled_shifted_validation_films(
     folder = copy_artifact(trained_artifact.path, tmp_path / "model")
     with pytest.raises(ValueError, match="needs --stressed-thresholds"):
         evaluate(folder, split="test", decision_rule="youden_stressed")
+    with pytest.raises(ValueError, match="needs --calibrate"):
+        evaluate(folder, split="test", calibrate_on="stressed")
+    with pytest.raises(ValueError, match="val or stressed"):
+        evaluate(folder, split="test", calibrate=True, calibrate_on="shifted")
     result = evaluate(
         folder,
         split="test",
         out=tmp_path / "report",
         bootstrap=100,
+        calibrate=True,
+        calibrate_on="stressed",
         stressed_thresholds=True,
         stress_images=30,
         decision_rule="youden_stressed",
     )
     stored, val, y, mask = _validation_films(folder)
+    # the temperatures: fitted on the pooled logits, rebuilt independently
+    pool = stressed_scores(Predictor(stored), val, y=y, mask=mask, temperatures=[1.0], limit=30)
+    expected = fit_temperature(pool["logits"], pool["y"], mask=pool["mask"])
+    assert stored.temperatures == pytest.approx(expected)
+    assert stored.meta["calibrated_on"] == result["calibrated_on"]
+    assert f"under {pool['versions'] - 1} acquisition shifts" in result["calibrated_on"]
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert f"fitted on {result['calibrated_on']}" in card
+    # the fit minimises the pooled log loss: below the temperature of the clean films
+    clean = Predictor(stored).predict_files(list(val["path"]))
+    on_clean = fit_temperature(clean.logits, y, mask=mask)
+
+    def pooled_nll(temperatures):
+        known = pool["mask"] > 0
+        return negative_log_likelihood(
+            (pool["logits"] / np.asarray(temperatures))[known], pool["y"][known]
+        )
+
+    assert pooled_nll(stored.temperatures) <= pooled_nll(on_clean) + 1e-9
+
+    # the rules: chosen on the same pool at those temperatures
     assert stored.decision_rule == "youden_stressed"
     assert set(stored.meta["thresholds"]) >= {"youden_stressed", "sensitivity_0.95_stressed"}
     assert "acquisition shifts, pooled" in result["threshold_source"]
-    # the same pool, rebuilt independently: the rules hold on it
     pool = stressed_scores(
         Predictor(stored), val, y=y, mask=mask, temperatures=stored.temperatures, limit=30
     )
@@ -208,45 +237,3 @@ def test_validation_films_stressed_for_thresholds_and_for_the_report_are_scored_
     shared = result["stress"]
     for key in ("none", "shifts", "worst", "rules"):  # the same films, predicted alike
         assert alone[key] == shared[key], key
-
-
-def test_temperatures_fitted_on_the_stressed_validation_films(trained_artifact, tmp_path):
-    from cxr_keras.artifact.calibration import fit_temperature, negative_log_likelihood
-    from cxr_keras.artifact.predictor import Predictor
-    from cxr_keras.artifact.store import copy_artifact
-    from cxr_keras.evaluation.evaluate import evaluate
-    from cxr_keras.evaluation.stress import stressed_scores
-
-    folder = copy_artifact(trained_artifact.path, tmp_path / "model")
-    with pytest.raises(ValueError, match="needs --calibrate"):
-        evaluate(folder, split="test", calibrate_on="stressed")
-    with pytest.raises(ValueError, match="val or stressed"):
-        evaluate(folder, split="test", calibrate=True, calibrate_on="shifted")
-    result = evaluate(
-        folder,
-        split="test",
-        out=tmp_path / "report",
-        bootstrap=100,
-        calibrate=True,
-        calibrate_on="stressed",
-        stress_images=30,
-    )
-    stored, val, y, mask = _validation_films(folder)
-    pool = stressed_scores(Predictor(stored), val, y=y, mask=mask, temperatures=[1.0], limit=30)
-    expected = fit_temperature(pool["logits"], pool["y"], mask=pool["mask"])
-    assert stored.temperatures == pytest.approx(expected)
-    assert stored.meta["calibrated_on"] == result["calibrated_on"]
-    assert f"under {pool['versions'] - 1} acquisition shifts" in result["calibrated_on"]
-    card = (folder / "MODEL_CARD.md").read_text()
-    assert f"fitted on {result['calibrated_on']}" in card
-    # the fit minimises the pooled log loss: below the temperature of the clean films
-    clean = Predictor(stored).predict_files(list(val["path"]))
-    on_clean = fit_temperature(clean.logits, y, mask=mask)
-
-    def pooled_nll(temperatures):
-        known = pool["mask"] > 0
-        return negative_log_likelihood(
-            (pool["logits"] / np.asarray(temperatures))[known], pool["y"][known]
-        )
-
-    assert pooled_nll(stored.temperatures) <= pooled_nll(on_clean) + 1e-9
