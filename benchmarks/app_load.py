@@ -115,7 +115,8 @@ def run_round(url: str, films: list[Path], requests: int, clients: int, offset: 
             film = films[i % len(films)]
             start = time.perf_counter()
             try:
-                status, *_, details = client.predict(handle_file(str(film)), api_name="/analyze")
+                outputs = client.predict(handle_file(str(film)), api_name="/analyze")
+                status, details = outputs[0], outputs[6]  # the page's status, the API's JSON
                 problem = status or ("no result" if not details else "")
             except Exception as exc:  # a failed request is counted, not fatal
                 problem = f"{type(exc).__name__}: {exc}"

@@ -190,7 +190,7 @@ class AuditLog:
         unknown = sorted({k for row in rows for k in row} - set(columns))
         if unknown:
             raise AuditLogError(f"{self.path}: no such columns {unknown}")
-        now = self.clock().isoformat(timespec="milliseconds")
+        now = _utc(self.clock()).isoformat(timespec="milliseconds")  # one format: sortable
         names = [c for c in columns if c != "id"]
         values = [
             [_sql_value(row.get(c, now if c == "time" else None)) for c in names] for row in rows

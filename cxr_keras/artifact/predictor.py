@@ -113,6 +113,8 @@ class Predictor:
         self.audit_log = audit_log
         self.channel = channel
         self._weights_sha256 = None
+        if audit_log is not None:  # hashed once here, not inside the first answer's latency
+            _ = self.weights_sha256
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, *, audit_log: AuditLog | None = None) -> Predictor:

@@ -293,9 +293,9 @@ def _report(result: dict, files: dict[str, str]):
         f"{RULES['p_drift']}; watch at PSI >= {RULES['psi_watch']} and p < "
         f"{RULES['p_watch']}; a rate drifts when a one-sided binomial test against the "
         f"reference rate gives p < {RULES['p_drift']} and it is at least "
-        f"{RULES['rate_excess_drift']:.0%} above it (watch: p < {RULES['p_watch']}, "
-        f"{RULES['rate_excess_watch']:.0%}); fewer than {RULES['min_answers']} answers: no "
-        "verdict."
+        f"{100 * RULES['rate_excess_drift']:g} percentage points above it (watch: p < "
+        f"{RULES['p_watch']}, {100 * RULES['rate_excess_watch']:g} points); fewer than "
+        f"{RULES['min_answers']} answers: no verdict."
     )
     for note in result["notes"]:
         report.paragraph(f"Note: {note}")
