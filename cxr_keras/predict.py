@@ -2,7 +2,7 @@
 
     python -m cxr_keras.predict --model models/<name> --out DIR PATHS... [--gradcam]
         [--mc-passes N] [--batch-size 32] [--adapt-prior | --prevalence [LABEL=]P ...]
-        [--log AUDIT.db]
+        [--log AUDIT.db] [--runtime {keras,onnx}]
 
 What it does and writes: :mod:`cxr_keras.serving.predict`, the stage this command line runs.
 """
@@ -17,7 +17,7 @@ from cxr_keras.cli import (
     run_cli,
     setup_logging,
 )
-from cxr_keras.serving.predict import predict
+from cxr_keras.serving.predict import RUNTIMES, predict
 
 __all__ = ["main"]
 
@@ -29,9 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="an artifact folder (models/<name>)")
     parser.add_argument("--out", required=True, help="folder for predictions.csv/.json")
     parser.add_argument("paths", nargs="+", help="image files, DICOMs or folders")
-    parser.add_argument("--gradcam", action="store_true", help="also write Grad-CAM overlays")
+    parser.add_argument(
+        "--gradcam",
+        action="store_true",
+        help="also write Grad-CAM overlays (the keras runtime only)",
+    )
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes (0: off)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--runtime",
+        choices=list(RUNTIMES),
+        default="keras",
+        help="; ".join(f"{name}: {text}" for name, text in RUNTIMES.items())
+        + " (onnx: export the model first, python -m cxr_keras.export --format onnx)",
+    )
     parser.add_argument(
         "--log",
         metavar="AUDIT_DB",
@@ -53,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         adapt_prior=args.adapt_prior,
         prevalence=declared_prevalence(args.prevalence),
         log=args.log,
+        runtime=args.runtime,
     )
     for entry in document["files"]:
         probabilities = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())

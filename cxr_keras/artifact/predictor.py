@@ -80,6 +80,8 @@ class ModelOutputs:
     features: list[np.ndarray] | None  # per detector layer (n, channels); None: no detector
     statistics: np.ndarray  # (n, 3): std, 0.5-99.5 percentile spread and mean of each input
     digests: list[str | None] | None = None  # keyed pixel hashes (only for an audit log)
+    # the detector's scores when the graph computed them (an export); None: score features
+    ood_scores: np.ndarray | None = None
 
     @property
     def decoded(self) -> np.ndarray:
@@ -164,6 +166,8 @@ class Predictor:
 
     def ood_scores(self, outputs: ModelOutputs) -> np.ndarray:
         """(n,): the detector's score of each decoded row (NaN: no detector, or not decoded)."""
+        if outputs.ood_scores is not None:
+            return np.asarray(outputs.ood_scores, np.float64)
         scores = np.full(len(outputs.logits), np.nan)
         if self.detector and outputs.decoded.any():
             rows = outputs.decoded
@@ -240,17 +244,18 @@ class Predictor:
         """:class:`ModelOutputs` for every row of a manifest; rows whose file failed to
         decode are NaN (the decode error is logged), so a long run is never lost to one
         bad file and the caller can count them."""
-        from cxr_keras.data.pipeline import make_indexed_dataset
-
         n = len(manifest)
         logits = np.full((n, len(self.labels)), np.nan)
         statistics = np.full((n, 3), np.nan)
+        scores = None
         digests = [None] * n if self.audit_log is not None else None
         features = None
-        for rows, images in make_indexed_dataset(manifest, self.spec, batch_size):
-            rows = rows.numpy()
-            batch = self.outputs(images.numpy())
+        for rows, images in self.manifest_batches(manifest, batch_size):
+            batch = self.outputs(images)
             logits[rows], statistics[rows] = batch.logits, batch.statistics
+            if batch.ood_scores is not None:
+                scores = np.full(n, np.nan) if scores is None else scores
+                scores[rows] = batch.ood_scores
             if digests is not None:
                 for row, digest in zip(rows, batch.digests, strict=True):
                     digests[row] = digest
@@ -259,9 +264,24 @@ class Predictor:
                     features = [np.full((n, f.shape[1]), np.nan) for f in batch.features]
                 for whole, part in zip(features, batch.features, strict=True):
                     whole[rows] = part
-        if self.feature_layers and features is None:  # nothing decoded
+        if self.feature_layers and features is None and scores is None:  # nothing decoded
             features = [np.full((n, 1), np.nan) for _ in self.feature_layers]
-        return ModelOutputs(logits, features, statistics, digests)
+        return ModelOutputs(logits, features, statistics, digests, scores)
+
+    def manifest_batches(self, manifest, batch_size: int = 32):
+        """(row indices, model inputs) of a manifest's decodable rows, by batches: the
+        tf.data pipeline, which logs and leaves out a file that fails to decode."""
+        from cxr_keras.data.pipeline import make_indexed_dataset
+
+        for rows, images in make_indexed_dataset(manifest, self.spec, batch_size):
+            yield rows.numpy(), images.numpy()
+
+    def file_batches(self, paths, batch_size: int = 32):
+        """Model inputs of files, by batches (a bad file raises, naming it)."""
+        from cxr_keras.data.pipeline import make_image_dataset
+
+        for images in make_image_dataset(list(paths), self.spec, batch_size):
+            yield images.numpy()
 
     def manifest_logits(self, manifest, batch_size: int = 32) -> np.ndarray:
         """Logits for every row of a manifest (n, labels), NaN where a file failed to
@@ -280,6 +300,7 @@ class Predictor:
             None
             if outputs.digests is None
             else [d for d, ok in zip(outputs.digests, rows, strict=True) if ok],
+            None if outputs.ood_scores is None else outputs.ood_scores[rows],
         )
         paths = [p for p, ok in zip(manifest["path"], rows, strict=True) if ok]
         sizes = manifest_sizes(manifest)
@@ -292,12 +313,9 @@ class Predictor:
     def predict_files(self, paths, batch_size: int = 32) -> Prediction:
         """Answers for image or DICOM files, decoded with the artifact's image spec.
         A bad file raises :class:`~cxr_keras.data.io.ImageDecodeError` naming it."""
-        from cxr_keras.data.pipeline import make_image_dataset
-
         paths = list(paths)
         started = time.perf_counter()
-        ds = make_image_dataset(paths, self.spec, batch_size)
-        outputs = _concatenate([self.outputs(x.numpy()) for x in ds])
+        outputs = _concatenate([self.outputs(x) for x in self.file_batches(paths, batch_size)])
         sizes = file_sizes(paths)
         colour, aspect = file_facts(paths, sizes=sizes)
         answers = self.answer(outputs, colour=colour, aspect=aspect)
@@ -476,9 +494,13 @@ def _concatenate(parts: list[ModelOutputs]) -> ModelOutputs:
     digests = None
     if parts and parts[0].digests is not None:
         digests = [d for p in parts for d in p.digests]
+    scores = None
+    if parts and parts[0].ood_scores is not None:
+        scores = np.concatenate([p.ood_scores for p in parts])
     return ModelOutputs(
         np.concatenate([p.logits for p in parts]),
         features,
         np.concatenate([p.statistics for p in parts]),
         digests,
+        scores,
     )

@@ -227,6 +227,7 @@ def _ood_sidecar(artifact, names: dict) -> dict:
 def export_model(model, fmt: str, *, out: str | os.PathLike | None = None, check: int = 8) -> Path:
     """Export ``model`` (an artifact or its folder) in ``fmt`` under ``out`` (default
     ``<artifact>/export/<fmt>``); returns the exported file or folder."""
+    from cxr_keras.artifact.audit_log import weights_digest
     from cxr_keras.artifact.referral import rule_of
     from cxr_keras.artifact.store import Artifact, library_versions, load_artifact
 
@@ -265,6 +266,9 @@ def export_model(model, fmt: str, *, out: str | os.PathLike | None = None, check
         },
         "labels": artifact.labels,
         "thresholds": dict(zip(artifact.labels, artifact.thresholds(), strict=True)),
+        "temperatures": artifact.temperatures,  # baked in; the light path checks they hold
+        # the weights' hash the audit log names answers by, on every path
+        "weights_sha256": weights_digest(artifact.model),
         "decision_rule": artifact.decision_rule,
         "referral": rule_of(artifact.meta),
         "ood": _ood_sidecar(artifact, names),

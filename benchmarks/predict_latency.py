@@ -1,0 +1,79 @@
+"""Cold start and throughput of ``python -m cxr_keras.predict``: the full path (the Keras
+model, TensorFlow) against the lightweight one (``--runtime onnx``: the ONNX export
+through onnxruntime, no TensorFlow), side by side in one run.
+
+Each measurement is a fresh process, as a PACS hook or a serverless function starts one:
+**cold start** is the wall time of ``predict`` on one film, from launch to exit (imports,
+loading the model, reading the film, answering, writing predictions.csv/.json);
+**throughput** is films per second over 100 films once started, from the difference
+between a 100-film and a 1-film run. The two paths alternate, ``--repeats`` times, and the
+medians are printed, then ``ratio:`` (full cold start / lightweight cold start; target
+>= 5).
+
+Usage:
+    python benchmarks/predict_latency.py [--model models/kermany_pneumonia] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_predict(model: Path, films: list[Path], runtime: str, out: Path) -> float:
+    """Wall seconds of one predict process over ``films``."""
+    command = [sys.executable, "-m", "cxr_keras.predict", "--model", str(model)]
+    command += ["--out", str(out), "--runtime", runtime, *map(str, films)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"predict --runtime {runtime} failed:\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "kermany_pneumonia")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not (args.model / "export" / "onnx" / "model.onnx").is_file():
+        sys.exit(f"{args.model}: export it first (python -m cxr_keras.export --format onnx)")
+    films = sorted((args.data / "kermany_pneumonia" / "val").glob("*/*.jpeg"))[:100]
+    if len(films) < 100:
+        sys.exit(f"needs 100 real films under {args.data / 'kermany_pneumonia' / 'val'}")
+    work = Path(tempfile.mkdtemp(prefix="cxr_predict_latency_"))
+    cold = {"keras": [], "onnx": []}
+    rate = {"keras": [], "onnx": []}
+    for repeat in range(args.repeats):
+        for runtime in ("keras", "onnx"):
+            one = run_predict(args.model, films[:1], runtime, work / f"{runtime}_{repeat}_1")
+            many = run_predict(args.model, films, runtime, work / f"{runtime}_{repeat}_100")
+            cold[runtime].append(one)
+            rate[runtime].append((len(films) - 1) / max(many - one, 1e-9))
+            print(
+                f"run {repeat + 1} {runtime}: cold start {one:.2f} s, 100 films {many:.2f} s "
+                f"({rate[runtime][-1]:.1f} films/s once started)"
+            )
+    for runtime, name in (("keras", "full (Keras, TensorFlow)"), ("onnx", "light (ONNX)")):
+        print(
+            f"{name}: cold start median {statistics.median(cold[runtime]):.2f} s, "
+            f"throughput median {statistics.median(rate[runtime]):.1f} films/s"
+        )
+    print(f"machine: {os.cpu_count()} CPU cores; model {args.model.name}")
+    ratio = statistics.median(cold["keras"]) / statistics.median(cold["onnx"])
+    print(f"ratio: {ratio:.2f} (full cold start / light cold start)")
+
+
+if __name__ == "__main__":
+    main()
