@@ -77,8 +77,11 @@ def main() -> None:
 
     start = datetime(2026, 12, 1, 8, tzinfo=UTC)
     nih, _ = image_files(args.data / "nih_cxr14_sample" / "images")
-    films = list(held_out["path"])
-    streams = {"held_out": films, "nih": [str(p) for p in nih], "contrast": films}
+    # films arrive in no particular order: a stream sorted by class would change its
+    # prevalence from one day to the next, a label shift of the benchmark's own making
+    films = list(rng.permutation(held_out["path"].to_numpy()))
+    nih = list(rng.permutation([str(p) for p in nih]))
+    streams = {"held_out": films, "nih": nih, "contrast": films}
     for name, paths in streams.items():
         db = args.out / f"{name}.db"
         db.unlink(missing_ok=True)
