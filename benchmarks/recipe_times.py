@@ -8,7 +8,10 @@ size is trained on with ``train_on_batch`` and predicted with ``predict_on_batch
 median of the timed steps after warm-up gives images/s. With the number of images in the
 public release (training split after the recipe's own filters and split, and its
 validation split, evaluated once per epoch) and the recipe's epochs (plus its fine-tune
-epochs and its search's trials x epochs), that gives the run time the recipe implies:
+epochs and its search's trials x epochs), that gives the run time the recipe implies.
+A phase or a search in which only the head trains (``training.feature_cache``) costs one
+pass of the frozen part over the films (at the prediction speed) and then the head's
+epochs on the stored features (at the head's own measured speed), the way it now runs:
 an upper bound, as early stopping usually ends sooner, and a lower one in that decoding
 files (JPEG, DICOM) is not counted (see benchmarks/input_pipeline.py for that).
 
@@ -94,6 +97,7 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
     from cxr_keras.config import load_config
     from cxr_keras.models.build import set_trainable
     from cxr_keras.models.losses import MaskedBinaryLoss
+    from cxr_keras.training.feature_cache import split_at_head
     from cxr_keras.training.fit import build_for
 
     cfg = load_config(recipe, ["model.weights=none", *overrides])
@@ -117,6 +121,12 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
 
     speed = {"mixed": mixed, "train_ips": train_speed()}
     speed["predict_ips"] = batch / _median_seconds(lambda: model.predict_on_batch(x), steps, warmup)
+    if cfg.model.freeze == "backbone":  # a head-only phase trains on cached features
+        body, head = split_at_head(model)
+        features = np.asarray(body.predict_on_batch(x))
+        head.compile(optimizer=keras.optimizers.Adam(1e-4), loss=MaskedBinaryLoss())
+        step = lambda: head.train_on_batch(features, y, sample_weight=weights)  # noqa: E731
+        speed["head_ips"] = batch / _median_seconds(step, steps, warmup)
     if cfg.training.fine_tune.epochs:
         set_trainable(built, cfg.training.fine_tune.unfreeze_from, cfg.model.freeze_batchnorm)
         speed["fine_tune_ips"] = train_speed()
@@ -127,10 +137,21 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
 def implied_hours(cfg, name: str, speed: dict) -> tuple[int, float]:
     """(epochs counted, hours) of recipe ``name`` (its config ``cfg``) at the measured
     speed."""
+    from cxr_keras.training.feature_cache import cache_applies
+
     train_images, val_images = DATASET_IMAGES[name]
     search = cfg.search.max_trials * cfg.search.epochs if cfg.search else 0
     validate = val_images / speed["predict_ips"]
-    seconds = (cfg.training.epochs + search) * (train_images / speed["train_ips"] + validate)
+    full_epoch = train_images / speed["train_ips"] + validate
+    if "head_ips" in speed:  # the frozen part once per film, then epochs of the head
+        extract = (train_images + val_images) / speed["predict_ips"]
+        head_epoch = (train_images + val_images) / speed["head_ips"]
+    seconds = 0.0
+    for epochs, space in ((cfg.training.epochs, None), (search, cfg.search and cfg.search.space)):
+        if not epochs:
+            continue
+        cached = "head_ips" in speed and cache_applies(cfg, space=space)[0]
+        seconds += extract + epochs * head_epoch if cached else epochs * full_epoch
     fine_tune = cfg.training.fine_tune.epochs
     if fine_tune:
         seconds += fine_tune * (train_images / speed["fine_tune_ips"] + validate)

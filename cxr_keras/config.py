@@ -115,6 +115,13 @@ class TrainingConfig:
             ``fit`` fails under it in TF 2.21 / Keras 3.15 (tensorflow/tensorflow#72388;
             ``tests/test_multi_worker.py`` shows it).
         tensorboard: write TensorBoard logs under ``runs/<name>/train/tensorboard``.
+        feature_cache: ``auto``: a phase in which only the head trains (``model.freeze:
+            backbone``: the only phase, or the first of ``fine_tune``; a search whose
+            settings all act on the head or the optimiser) computes the frozen part's
+            output once per film and trains the head on it, with augmentation off for
+            that phase, and a search's trials then run in-process
+            (:mod:`cxr_keras.training.feature_cache`); ``off``: every step runs the
+            whole model.
     """
 
     epochs: int = 10
@@ -138,6 +145,7 @@ class TrainingConfig:
     run_eagerly: bool = False
     strategy: Literal["default", "mirrored"] = "default"
     tensorboard: bool = True
+    feature_cache: Literal["auto", "off"] = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.learning_rate <= 0:

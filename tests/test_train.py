@@ -266,3 +266,41 @@ def test_run_eagerly_compiles_every_phase_eagerly(tmp_path, monkeypatch):
     artifact = train(cfg, run_dir=tmp_path / "run", progress=False)
     assert seen and all(flag is True for flag in seen)  # the phase and the final evaluation
     assert len(artifact.meta["training"]["history"]) == 1
+
+
+def test_a_frozen_backbone_phase_trains_its_head_on_cached_features(tmp_path):
+    """The head-only phase reads the frozen part's output computed once: the same epochs
+    as running the whole model every step, a full model exported, the card saying so;
+    the fine-tuning phase after it trains on images as before."""
+
+    def config(name, cache):
+        return tiny_config(
+            name,
+            augment={"rotation": 0, "zoom": 0},  # both sides compute the same thing
+            model={"freeze": "backbone", "dense_units": 16},
+            training={
+                "epochs": 2,
+                "feature_cache": cache,
+                "fine_tune": {"epochs": 1, "learning_rate": 0.0003},
+            },
+        )
+
+    plain = train(config("plain", "off"), run_dir=tmp_path / "plain", progress=False)
+    cached = train(config("cached", "auto"), run_dir=tmp_path / "cached", progress=False)
+    assert (tmp_path / "cached" / "train" / "feature_cache").is_dir()
+    assert not (tmp_path / "plain" / "train" / "feature_cache").exists()
+    runs = {}
+    for artifact in (plain, cached):
+        history = artifact.meta["training"]["history"]
+        runs[artifact.meta["name"]] = [row["val_auc"] for row in history]
+    assert len(runs["plain"]) == len(runs["cached"]) == 3
+    np.testing.assert_allclose(runs["cached"], runs["plain"], atol=0.005)
+    entries = cached.meta["training"]["feature_cache"]
+    assert entries["train"]["on"] and not entries["fine_tune"]["on"]
+    assert not plain.meta["training"]["feature_cache"]["train"]["on"]
+    assert "feature cache" in (tmp_path / "cached" / "MODEL_CARD.md").read_text()
+    # the exported artifact is the whole model and answers as the plain one's would
+    films = sample_files("kermany")[:4]
+    assert cached.model.count_params() == plain.model.count_params()
+    answers = Predictor(cached).predict_files(films).probabilities
+    assert answers.shape == (4, 1) and np.isfinite(answers).all()

@@ -294,3 +294,66 @@ def test_a_search_whose_trials_all_fail_exits_non_zero_and_leaves_no_best_values
     )
     with pytest.raises(ValueError, match="no completed trial"):
         load_best_hparams(stale)
+
+
+def _head_search(name: str, cache: str):
+    """A head-only search; trials isolated as by default (each starts the data order
+    afresh: the cached search, in-process, rebuilds its datasets per trial to match)."""
+    return tiny_config(
+        name,
+        augment={"rotation": 0, "zoom": 0},  # both sides compute the same thing
+        model={"freeze": "backbone"},
+        training={"epochs": 2, "feature_cache": cache},
+        search={"max_trials": 2, "epochs": 2, "space": SPACE},
+    )
+
+
+def test_a_head_only_search_on_cached_features_gives_the_same_trials(tmp_path):
+    """The cached search trains each head on the frozen part's stored output, in the
+    pipeline's batch order: the same trials, the same validation AUC."""
+    plain = tune(_head_search("plain", "off"), run_dir=tmp_path / "plain", progress=False)
+    cached = tune(_head_search("cached", "auto"), run_dir=tmp_path / "cached", progress=False)
+    assert not (tmp_path / "plain" / "tune" / "feature_cache").exists()
+    stored = sorted((tmp_path / "cached" / "tune" / "feature_cache").glob("*.npz"))
+    assert len(stored) == 2  # the training and the validation films, computed once
+    by_id = {r["trial_id"]: r for r in _rows(tmp_path / "plain" / "tune" / "trials.csv")}
+    rows = _rows(tmp_path / "cached" / "tune" / "trials.csv")
+    assert len(rows) == 2
+    for row in rows:
+        twin = by_id[row["trial_id"]]
+        assert all(float(row[k]) == pytest.approx(float(twin[k])) for k in SPACE)
+        assert float(row["objective"]) == pytest.approx(float(twin["objective"]), abs=0.005)
+    assert cached["hyperparameters"] == plain["hyperparameters"]
+    assert cached["feature_cache"]["on"] and "augmentation off" in cached["feature_cache"]["reason"]
+    assert not plain["feature_cache"]["on"] and "off" in plain["feature_cache"]["reason"]
+
+
+def test_cached_features_are_reused_only_for_the_same_frozen_part_and_films(tmp_path):
+    from cxr_keras.data import prepare_data, split_frame
+    from cxr_keras.training.feature_cache import CachedFeatures, cache_applies, split_at_head
+    from cxr_keras.training.fit import build_for
+
+    cfg = _head_search("keys", "auto")
+    manifest = prepare_data(cfg.data, cfg.image, seed=cfg.seed, progress=False)
+    val = split_frame(manifest, "val")
+    body, _ = split_at_head(build_for(cfg, ["PNEUMONIA"], mixed_precision=False).model)
+    first = CachedFeatures(body, cfg, tmp_path)
+    features, rows = first.of(val)
+    assert first.extracted == len(val) == len(rows) and features.shape[0] == len(val)
+    again = CachedFeatures(body, cfg, tmp_path)
+    reread, _ = again.of(val)
+    assert again.extracted == 0 and (reread == features).all()  # from disk
+    # other films, or another size, never read those features
+    assert again.key(val.iloc[:-1]) != again.key(val)
+    bigger = with_values(cfg, {"image.size": 72})
+    assert CachedFeatures(body, bigger, tmp_path).key(val) != first.key(val)
+    # what keeps a phase off the cache, said in words
+    for changed, reason in (
+        ({"model.freeze": "none"}, "the backbone trains"),
+        ({"augment.mixup_alpha": 0.2}, "MixUp/CutMix"),
+        ({"training.feature_cache": "off"}, "feature_cache: off"),
+    ):
+        applies, why = cache_applies(with_values(cfg, changed))
+        assert not applies and reason in why
+    applies, why = cache_applies(cfg, space={"image.size": {"choice": [64, 96]}})
+    assert not applies and "image.size" in why

@@ -106,6 +106,11 @@ def _preprocessing_section(meta: dict) -> list[str]:
     augment = {k: v for k, v in (config.get("augment") or {}).items() if v not in (0, 0.0, False)}
     augment.pop("fill_mode", None)
     contrast = (meta.get("preprocess") or {}).get("contrast", "none")
+    cached = [
+        name
+        for name, entry in ((meta.get("training") or {}).get("feature_cache") or {}).items()
+        if entry.get("on")
+    ]
     size = spec.get("size")
     size_text = "x".join(str(s) for s in size) if isinstance(size, list) else str(size)
     return [
@@ -117,6 +122,12 @@ def _preprocessing_section(meta: dict) -> list[str]:
         f"- Contrast preprocessing inside the model: `{contrast}`.",
         "- Training-time augmentation (off at inference): "
         + (", ".join(f"{k} {v}" for k, v in augment.items()) or "none")
+        + (
+            f"; off in the phase(s) {', '.join(cached)}, whose head trained on the frozen "
+            "backbone's output computed once per film (feature cache)"
+            if cached
+            else ""
+        )
         + ".",
     ]
 

@@ -199,8 +199,13 @@ class BestCheckpoint(keras.callbacks.Callback):
     ``best.json`` (epoch and value) beside them; a resumed run continues from that record,
     so a better epoch is never lost and a worse one never overwrites the best."""
 
-    def __init__(self, weights_path: str | os.PathLike, monitor: str, mode: str):
+    def __init__(
+        self, weights_path: str | os.PathLike, monitor: str, mode: str, *, saved_model=None
+    ):
+        """``saved_model``: the model whose weights are kept (default: the one being fit;
+        a head trained on cached features keeps its full model's, whose layers it shares)."""
         super().__init__()
+        self.saved_model = saved_model
         self.weights_path = Path(weights_path)
         self.record_path = self.weights_path.with_suffix(".json")
         self.monitor, self.mode = monitor, mode
@@ -218,7 +223,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         if value is None or not _better(float(value), self.best, self.mode):
             return
         tmp = self.weights_path.with_name(f".{self.weights_path.stem}.tmp.weights.h5")
-        self.model.save_weights(tmp)
+        (self.saved_model or self.model).save_weights(tmp)
         os.replace(tmp, self.weights_path)
         record = self.record_path.with_name(f".{self.record_path.name}.tmp")
         record.write_text(

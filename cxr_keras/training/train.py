@@ -56,6 +56,12 @@ from cxr_keras.training.callbacks import (
     newest_backup,
     plateau_state,
 )
+from cxr_keras.training.feature_cache import (
+    CachedFeatures,
+    cache_applies,
+    feature_datasets,
+    split_at_head,
+)
 from cxr_keras.training.fit import (
     build_for,
     class_weights_for,
@@ -168,7 +174,7 @@ def _phase_history(work: Path, monitor: str, first_epoch: int) -> tuple[list, li
     return values, rates
 
 
-def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int, *, on_saved):
+def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int, *, on_saved, model):
     import keras
 
     monitor = cfg.training.monitor
@@ -177,7 +183,7 @@ def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int, *, o
     callbacks = [
         LogLearningRate(),
         keras.callbacks.CSVLogger(str(work / "log.csv"), append=True),
-        BestCheckpoint(work / "best.weights.h5", monitor, mode),
+        BestCheckpoint(work / "best.weights.h5", monitor, mode, saved_model=model),
         *schedule_callbacks(cfg, monitor=monitor, mode=mode, history=values, rates=rates),
     ]
     if cfg.training.tensorboard:
@@ -297,6 +303,8 @@ def train(
     for phase in phases:  # a misspelt layer must fail now, not after hours of phase 1
         check_layer_name(built, phase.freeze)
     loss = make_loss(cfg, class_weights_for(cfg, train_df))
+    # per phase: trained on the frozen part's cached output, and why (kept across resumes)
+    feature_cache = state.setdefault("feature_cache", {})
     for index, phase in enumerate(phases):
         if phase.name in state["phases_done"]:
             model.load_weights(work / f"{phase.name}.weights.h5")
@@ -306,9 +314,24 @@ def train(
             phase.freeze,
             freeze_batchnorm=cfg.model.freeze_batchnorm and cfg.model.pretrained,
         )
+        # only the head trains: it trains on the frozen part's output, computed once
+        cached, reason = (
+            cache_applies(cfg) if phase.freeze == "backbone" else (False, "the backbone trains")
+        )
+        feature_cache[phase.name] = {"on": cached, "reason": reason}
+        fit_model, fit_train, fit_val = model, train_ds, val_ds
+        if cached:
+            body, fit_model = split_at_head(model)  # the head shares the model's layers
+            fit_train, fit_val, _ = feature_datasets(
+                CachedFeatures(body, cfg, work / "feature_cache"),
+                cfg,
+                train_df,
+                val_df,
+                labels=labels,
+            )
         with strategy.scope():
             compile_for(
-                model,
+                fit_model,
                 cfg,
                 labels=labels,
                 loss=loss,
@@ -317,23 +340,27 @@ def train(
                 ),
             )
         log.info(
-            "phase %s: %d epochs at learning rate %g, %s",
+            "phase %s: %d epochs at learning rate %g, %s; feature cache %s (%s)",
             phase.name,
             phase.epochs,
             phase.learning_rate,
             trainable_summary(model),
+            "on" if cached else "off",
+            reason,
         )
         first_epoch = state.setdefault("phase_start", {}).setdefault(phase.name, state["epochs"])
         _write_state(work, state)
         _drop_unsaved_epochs(work, _resume_epoch(work, index, first_epoch))
         if not _stopped_early(cfg, work, first_epoch):
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
+            fit_model.fit(
+                fit_train,
+                validation_data=fit_val,
                 epochs=first_epoch + phase.epochs,
                 initial_epoch=first_epoch,
                 steps_per_epoch=steps_per_epoch,
-                callbacks=_callbacks(cfg, work, index, first_epoch, on_saved=record_wall_time),
+                callbacks=_callbacks(
+                    cfg, work, index, first_epoch, on_saved=record_wall_time, model=model
+                ),
                 verbose=1 if progress else 2,
             )
         model.save_weights(work / f"{phase.name}.weights.h5")
@@ -392,6 +419,7 @@ def train(
             "best_epoch": best["epoch"] + 1 if best else None,
             "monitor": cfg.training.monitor,
             "phases": [p.__dict__ for p in phases],
+            "feature_cache": feature_cache,
             "history": history,
             "wall_time_s": round(earlier_s + time.time() - started, 1),
             "processes": state["processes"],  # more than one: resumed after a kill

@@ -7,6 +7,12 @@ trial builds the model and the tf.data pipeline exactly as ``train`` does (same 
 split, same loss, metrics, early stopping and learning-rate schedule), after clearing the
 Keras session, and only the best trial's weights are kept.
 
+A search in which only the head trains (``model.freeze: backbone``, every searched setting
+acting on the head or the optimiser) computes the frozen part's output once per film and
+trains each trial's head on it, in-process, with augmentation off
+(:mod:`cxr_keras.training.feature_cache`; ``training.feature_cache: off`` turns it off):
+the run log and ``best_hparams.json`` say which.
+
 Writes to ``runs/<name>/``: ``best_hparams.json`` (the best trial's values, by config
 path), ``tune/trials.csv`` (every trial: values, objective, epochs, duration, worker, peak
 memory), ``tune/objective.png``, and KerasTuner's own project under ``tune/search/``.
@@ -40,6 +46,12 @@ from cxr_keras.core.figures import pyplot, save_figure
 from cxr_keras.core.serialize import config_to_dict
 from cxr_keras.data import prepare_data, split_frame
 from cxr_keras.data.manifest import manifest_labels, read_manifest, save_manifest
+from cxr_keras.training.feature_cache import (
+    CachedFeatures,
+    cache_applies,
+    feature_datasets,
+    split_at_head,
+)
 from cxr_keras.training.fit import (
     build_for,
     class_weights_for,
@@ -142,11 +154,16 @@ class _HyperModel:
     kept per image size so later trials read the cached, decoded images.
     """
 
-    def __init__(self, cfg: Config, manifest, progress: bool):
+    def __init__(self, cfg: Config, manifest, progress: bool, *, cache_dir: Path | None = None):
         import keras_tuner as kt
 
         self.cfg, self.manifest, self.progress = cfg, manifest, progress
         self._datasets: dict = {}
+        # only the head trains: its trials read the frozen part's output, computed once
+        self.cached, self.cache_reason = cache_applies(cfg, space=cfg.search.space)
+        self.cached = self.cached and cache_dir is not None
+        self.cache_dir = cache_dir
+        self._features: CachedFeatures | None = None
         outer = self
 
         class HyperModel(kt.HyperModel):
@@ -170,10 +187,14 @@ class _HyperModel:
         built = build_for(
             cfg, labels, mixed_precision=use_mixed_precision(cfg.training.mixed_precision)
         )
+        model = built.model
+        if self.cached:  # the trial trains its head on the frozen part's cached output
+            body, model = split_at_head(built.model)
+            self._features = CachedFeatures(body, cfg, self.cache_dir)
         train = split_frame(self.manifest, "train")
         steps = steps_per_epoch(cfg, len(train))
         compile_for(
-            built.model,
+            model,
             cfg,
             labels=labels,
             loss=make_loss(cfg, class_weights_for(cfg, train)),
@@ -181,7 +202,7 @@ class _HyperModel:
                 cfg, cfg.training.learning_rate, epochs=cfg.search.epochs, steps_per_epoch=steps
             ),
         )
-        return built.model
+        return model
 
     def datasets(self, cfg: Config):
         key = json.dumps(
@@ -196,7 +217,16 @@ class _HyperModel:
     def fit(self, hp, model, **kwargs):
         quiet_dataset_notes()
         cfg = self.trial_config(hp)
-        train_ds, val_ds, steps = self.datasets(cfg)
+        if self.cached:
+            train_ds, val_ds, steps = feature_datasets(
+                self._features,
+                cfg,
+                split_frame(self.manifest, "train"),
+                split_frame(self.manifest, "val"),
+                labels=manifest_labels(self.manifest),
+            )
+        else:
+            train_ds, val_ds, steps = self.datasets(cfg)
         # training's learning-rate schedule and early stopping, on the search objective
         schedule = schedule_callbacks(cfg, monitor=cfg.search.objective, mode=cfg.search.direction)
         callbacks = [*kwargs.pop("callbacks", []), *schedule]
@@ -363,11 +393,15 @@ def atomic_tuner_state_writes() -> None:
     utils.save_json = save_json
 
 
-def _make_tuner(cfg: Config, hypermodel, directory: Path, progress: bool = True):
+def _make_tuner(
+    cfg: Config, hypermodel, directory: Path, progress: bool = True, *, isolate: bool = True
+):
     """A KerasTuner tuner of the configured oracle that clears the Keras session before
     each trial, records each trial's time, epochs, worker and peak memory, and keeps only
     the best trial's weights (Hyperband, which resumes trials from their parents'
-    weights, is pruned once the search ends). Its state files are written atomically."""
+    weights, is pruned once the search ends). Its state files are written atomically.
+    ``isolate``: False runs trials in this process even when the config isolates them (a
+    head trained on cached features costs less than a fresh process)."""
     import keras
     import keras_tuner as kt
 
@@ -386,7 +420,7 @@ def _make_tuner(cfg: Config, hypermodel, directory: Path, progress: bool = True)
 
         def run_trial(self, trial, *args, **kwargs):
             started = time.time()
-            if search.isolate_trials:
+            if search.isolate_trials and isolate:
                 results = _isolated_trial(self, trial, cfg, directory, kwargs)
                 epochs = max(r["epochs"] for r in results)
                 peak = max(r["peak_rss_mb"] for r in results)
@@ -510,7 +544,7 @@ def _trial_rows(tuner, directory: Path) -> list[dict]:
     return rows
 
 
-def _write_outputs(cfg: Config, tuner, run_dir: Path) -> dict:
+def _write_outputs(cfg: Config, tuner, run_dir: Path, *, feature_cache: dict) -> dict:
     directory = run_dir / "tune"
     rows = _trial_rows(tuner, directory)
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -533,6 +567,7 @@ def _write_outputs(cfg: Config, tuner, run_dir: Path) -> dict:
         "trial_id": best.trial_id,
         "oracle": cfg.search.oracle,
         "trials": len(rows),
+        "feature_cache": feature_cache,  # on or off, and why (augmentation is off when on)
         "config": config_to_dict(cfg),
     }
     best_hparams_path(run_dir).write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -593,14 +628,23 @@ def tune(
     manifest = prepare_data(cfg.data, cfg.image, seed=cfg.seed, progress=progress)
     if chief_or_local:
         save_manifest(manifest, directory / "manifest.csv")
-    hypermodel = _HyperModel(cfg, manifest, progress)
-    tuner = _make_tuner(cfg, hypermodel.hypermodel, directory, progress)
+    hypermodel = _HyperModel(cfg, manifest, progress, cache_dir=directory / "feature_cache")
+    state = "on" if hypermodel.cached else "off"
+    log.info("feature cache: %s (%s)", state, hypermodel.cache_reason)
+    tuner = _make_tuner(
+        cfg, hypermodel.hypermodel, directory, progress, isolate=not hypermodel.cached
+    )
     tuner.search()
     if "KERASTUNER_ORACLE_IP" in os.environ:
         return {}  # a distributed chief or worker: the launcher writes the outputs
     if cfg.search.oracle == "hyperband":
         prune_checkpoints(tuner)
-    result = _write_outputs(cfg, tuner, run_dir)
+    result = _write_outputs(
+        cfg,
+        tuner,
+        run_dir,
+        feature_cache={"on": hypermodel.cached, "reason": hypermodel.cache_reason},
+    )
     log.info(
         "best of %d trials: %s = %s with %s",
         result["trials"],
@@ -690,5 +734,7 @@ def tune_distributed(
     if any(codes):
         raise RuntimeError(f"distributed tuning: workers exited with {codes}")
     manifest = prepare_data(cfg.data, cfg.image, seed=cfg.seed, progress=False)
-    tuner = _make_tuner(cfg, _HyperModel(cfg, manifest, False).hypermodel, directory, False)
-    return _write_outputs(cfg, tuner, run_dir)
+    hypermodel = _HyperModel(cfg, manifest, False, cache_dir=directory / "feature_cache")
+    tuner = _make_tuner(cfg, hypermodel.hypermodel, directory, False)
+    feature_cache = {"on": hypermodel.cached, "reason": hypermodel.cache_reason}
+    return _write_outputs(cfg, tuner, run_dir, feature_cache=feature_cache)
