@@ -186,7 +186,7 @@ class CachedFeatures:
         return features, rows
 
 
-def feature_datasets(cache: CachedFeatures, cfg: Config, train_df, val_df, *, labels) -> tuple:
+def feature_datasets(cache: CachedFeatures, cfg: Config, *, train_df, val_df, labels) -> tuple:
     """(training dataset, validation dataset, steps per epoch) of cached features, as
     :func:`~cxr_keras.training.fit.fit_datasets` gives them for images: the same
     indices through the same shuffle and batching, with the labels and masks."""

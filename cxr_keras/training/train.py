@@ -325,8 +325,8 @@ def train(
             fit_train, fit_val, _ = feature_datasets(
                 CachedFeatures(body, cfg, work / "feature_cache"),
                 cfg,
-                train_df,
-                val_df,
+                train_df=train_df,
+                val_df=val_df,
                 labels=labels,
             )
         with strategy.scope():

@@ -221,8 +221,8 @@ class _HyperModel:
             train_ds, val_ds, steps = feature_datasets(
                 self._features,
                 cfg,
-                split_frame(self.manifest, "train"),
-                split_frame(self.manifest, "val"),
+                train_df=split_frame(self.manifest, "train"),
+                val_df=split_frame(self.manifest, "val"),
                 labels=manifest_labels(self.manifest),
             )
         else:
