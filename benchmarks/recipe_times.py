@@ -134,9 +134,9 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
     return speed
 
 
-def implied_hours(cfg, name: str, speed: dict) -> tuple[int, float]:
+def implied_hours(cfg, name: str, speed: dict, *, feature_cache: bool = True) -> tuple[int, float]:
     """(epochs counted, hours) of recipe ``name`` (its config ``cfg``) at the measured
-    speed."""
+    speed; ``feature_cache`` False: as if every phase ran the whole model."""
     from cxr_keras.training.feature_cache import cache_applies
 
     train_images, val_images = DATASET_IMAGES[name]
@@ -150,7 +150,7 @@ def implied_hours(cfg, name: str, speed: dict) -> tuple[int, float]:
     for epochs, space in ((cfg.training.epochs, None), (search, cfg.search and cfg.search.space)):
         if not epochs:
             continue
-        cached = "head_ips" in speed and cache_applies(cfg, space=space)[0]
+        cached = feature_cache and "head_ips" in speed and cache_applies(cfg, space=space)[0]
         seconds += extract + epochs * head_epoch if cached else epochs * full_epoch
     fine_tune = cfg.training.fine_tune.epochs
     if fine_tune:
@@ -180,18 +180,20 @@ def main() -> None:
         print(f"settings changed in every recipe: {', '.join(args.overrides)}")
     print(
         f"{'recipe':30s} {'size':>5s} {'batch':>5s} {'mixed':>5s} {'train img/s':>11s} "
-        f"{'fine-tune':>9s} {'predict img/s':>13s} {'epochs':>6s} {'hours':>8s}"
+        f"{'fine-tune':>9s} {'predict img/s':>13s} {'epochs':>6s} {'hours':>8s} "
+        f"{'no cache':>8s}"
     )
     for name in names:
         recipe = REPO / "tuner_configs" / f"{name}.yaml"
         speed = measure(recipe, args.steps, args.warmup, args.overrides)
         cfg = load_config(recipe)
         epochs, hours = implied_hours(cfg, name, speed)
+        _, uncached = implied_hours(cfg, name, speed, feature_cache=False)
         print(
             f"{name:30s} {cfg.image.size[0]:5d} {cfg.data.batch_size:5d} "
             f"{'yes' if speed['mixed'] else 'no':>5s} {speed['train_ips']:11.1f} "
             f"{speed.get('fine_tune_ips', float('nan')):9.1f} "
-            f"{speed['predict_ips']:13.1f} {epochs:6d} {hours:8.2f}",
+            f"{speed['predict_ips']:13.1f} {epochs:6d} {hours:8.2f} {uncached:8.2f}",
             flush=True,
         )
 
