@@ -304,3 +304,36 @@ def test_a_frozen_backbone_phase_trains_its_head_on_cached_features(tmp_path):
     assert cached.model.count_params() == plain.model.count_params()
     answers = Predictor(cached).predict_files(films).probabilities
     assert answers.shape == (4, 1) and np.isfinite(answers).all()
+
+
+def test_a_killed_cached_phase_resumes_without_computing_its_features_again(tmp_path):
+    epochs = 150  # a head on cached features runs an epoch in a fraction of a second
+    cfg = tiny_config(
+        "cached_resume",
+        augment={"rotation": 0, "zoom": 0},
+        model={"freeze": "backbone"},
+        training={"epochs": epochs, "early_stopping_patience": 0, "tensorboard": False},
+    )
+    config = tmp_path / "cached_resume.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    work = tmp_path / "runs" / "cached_resume" / "train"
+    log = work / "log.csv"
+    command = [sys.executable, "-m", "cxr_keras.train", "--config", str(config)]
+    kill_when(command, tmp_path, lambda: log.is_file() and len(log.read_text().splitlines()) >= 4)
+    rows_at_kill = len(log.read_text().splitlines()) - 1
+    assert 3 <= rows_at_kill < epochs, "the kill came too late to test a resume"
+    stored = sorted((work / "feature_cache").glob("*.npz"))
+    assert len(stored) == 2
+    second = subprocess.run(
+        command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "feature cache on" in second.stderr  # the phase's log line: the cache was used
+    assert "frozen part's output for" not in second.stderr  # read from disk, not computed
+    rows = log.read_text().splitlines()[1:]
+    assert [int(line.split(",")[0]) for line in rows] == list(range(epochs))
+    meta = json.loads((tmp_path / "runs" / "cached_resume" / "cxr_model.json").read_text())
+    assert meta["training"]["processes"] == 2 and meta["training"]["feature_cache"]["train"]["on"]
+    artifact = load_artifact(tmp_path / "runs" / "cached_resume")
+    answers = Predictor(artifact).predict_files(sample_files("kermany")[:2]).probabilities
+    assert np.isfinite(answers).all()
