@@ -144,12 +144,18 @@ class Predictor:
             features = [np.asarray(f, np.float64) for f in features]
         else:
             logits, features = result, None
-        digests = None
-        if self.audit_log is not None:  # what the log names the film by: its pixels, keyed
-            digests = [pixel_digest(image, self.audit_log.key) for image in images]
         return ModelOutputs(
-            np.asarray(logits, np.float64), features, batch_statistics(images), digests
+            np.asarray(logits, np.float64),
+            features,
+            batch_statistics(images),
+            self.input_digests(images),
         )
+
+    def input_digests(self, images) -> list[str] | None:
+        """What the audit log names each input by: its pixels, keyed (None: no log)."""
+        if self.audit_log is None:
+            return None
+        return [pixel_digest(image, self.audit_log.key) for image in images]
 
     def logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Raw model outputs for model inputs (n, H, W, 1) in [0, 1], in inference mode."""

@@ -32,13 +32,13 @@ from cxr_keras.artifact.audit_log import AuditLog
 from cxr_keras.artifact.predictor import ModelOutputs, Predictor
 from cxr_keras.artifact.store import Artifact, load_meta
 from cxr_keras.data.input_checks import batch_statistics
+from cxr_keras.serving.export import SIDECAR
 
 __all__ = ["EXPORT_FOLDER", "ExportedPredictor", "light_artifact"]
 
 log = logging.getLogger(__name__)
 
 EXPORT_FOLDER = Path("export") / "onnx"  # inside the artifact, where the export writes it
-SIDECAR = "cxr_export.json"  # as cxr_keras.serving.export writes it
 
 
 def light_artifact(path: str | os.PathLike) -> Artifact:
@@ -132,17 +132,13 @@ class ExportedPredictor(Predictor):
     def outputs(self, images) -> ModelOutputs:
         """The export's probabilities (as logits at the stored temperatures) and
         out-of-distribution scores, with the input statistics, for a batch."""
-        from cxr_keras.artifact.audit_log import pixel_digest
-
         images = np.asarray(images, np.float32)
         results = self.session.run(self.output_names, {self.input_name: images})
         p = np.clip(np.asarray(results[0], np.float64), 1e-15, 1 - 1e-15)
         logits = np.log(p / (1 - p)) * self.temperatures  # what from_logits turns back into p
         scores = np.asarray(results[1], np.float64) if len(results) > 1 else None
-        digests = None
-        if self.audit_log is not None:
-            digests = [pixel_digest(image, self.audit_log.key) for image in images]
-        return ModelOutputs(logits, None, batch_statistics(images), digests, scores)
+        statistics = batch_statistics(images)
+        return ModelOutputs(logits, None, statistics, self.input_digests(images), scores)
 
     def logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         images = np.asarray(images, np.float32)
