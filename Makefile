@@ -22,7 +22,7 @@ $(PY):
 
 # Reinstall when the package metadata or the pinned versions change.
 $(STAMP): $(PY) setup.cfg pyproject.toml requirements/constraints.txt
-	$(PIP) install --constraint requirements/constraints.txt --editable ".[dev,export,app,serve]"
+	$(PIP) install --constraint requirements/constraints.txt --editable ".[full,dev,export,app,serve]"
 	@touch $@
 
 install: $(STAMP)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from cxr_keras.artifact.label_shift import MIN_IMAGES
 from cxr_keras.config import Config, load_config
 from cxr_keras.core.errors import ConfigError, RunFailedError
+from cxr_keras.core.install import MissingExtraError, full_install_message
 
 __all__ = [
     "add_config_arguments",
@@ -119,14 +120,23 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a CLI ``main``: user errors (bad config, bad data) print one clear line and exit
-    2; a run that ended without its result (:class:`RunFailedError`) does so with exit 1."""
+    """Run a CLI ``main``: user errors (bad config, bad data, a stage the install lacks
+    the [full] extra for) print one clear line and exit 2; a run that ended without its
+    result (:class:`RunFailedError`) does so with exit 1."""
     try:
         code = main(argv)
     except (ConfigError, ValueError, FileNotFoundError, RunFailedError) as exc:
         logging.getLogger("cxr_keras").debug("error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         code = 1 if isinstance(exc, RunFailedError) else 2
+    except (MissingExtraError, ModuleNotFoundError) as exc:
+        # a base install (e.g. only [serve]) running a stage that needs TensorFlow
+        message = str(exc) if isinstance(exc, MissingExtraError) else full_install_message(exc)
+        if message is None:
+            raise
+        logging.getLogger("cxr_keras").debug("error", exc_info=True)
+        print(f"error: {message}", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
+import venv
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,46 @@ def test_the_export_answers_as_the_keras_model(films):
     assert a.decisions.any() and not a.decisions.all()  # both classes among the films
 
 
-def test_predict_on_onnx_never_imports_tensorflow(films, tmp_path):
+@pytest.fixture(scope="module")
+def serve_install(tmp_path_factory) -> Path:
+    """The python of a fresh virtualenv where ``pip install 'cxr-keras[serve]'`` was run
+    (from a copy of the source, so no build folder lands in the checkout), at the pinned
+    versions: the install a PACS hook or a serverless function gets."""
+    where = tmp_path_factory.mktemp("serve_install")
+    source = where / "source"
+    shutil.copytree(
+        REPO / "cxr_keras", source / "cxr_keras", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    venv.create(where / "venv", with_pip=True)
+    python = where / "venv" / "bin" / "python"
+    constraints = REPO / "requirements" / "constraints.txt"
+    install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    run = subprocess.run(
+        [*install, "--constraint", constraints, f"{source}[serve]"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return python
+
+
+def test_the_serve_install_answers_as_the_keras_model_without_tensorflow(
+    films, serve_install, tmp_path
+):
+    listed = subprocess.run(
+        [serve_install, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = {entry["name"].lower() for entry in json.loads(listed.stdout)}
+    assert {"onnxruntime", "simplejpeg", "pydicom", "cxr-keras"} <= installed
+    heavy = {"tensorflow", "keras", "keras-tuner", "scipy", "scikit-learn", "matplotlib"}
+    assert not heavy & installed and not any(n.startswith("opencv") for n in installed)
+
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for film in films[::3]:
@@ -79,34 +119,55 @@ def test_predict_on_onnx_never_imports_tensorflow(films, tmp_path):
     dicom.PatientName = "Doe^Jane"
     dicom.save_as(inbox / "study.dcm")
     out = tmp_path / "light"
-    script = (
-        "import sys; from cxr_keras.predict import main; "
-        f"code = main(['--model', {str(SHIPPED)!r}, '--out', {str(out)!r}, {str(inbox)!r}, "
-        f"'--runtime', 'onnx', '--log', {str(tmp_path / 'audit.db')!r}]); "
-        "heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules); "
-        "print('imported:', heavy); sys.exit(code or bool(heavy))"
-    )
+    env = {k: v for k, v in subprocess_env().items() if k != "PYTHONPATH"}  # the install only
+    command = [serve_install, "-m", "cxr_keras.predict", "--model", SHIPPED, "--out", out]
     run = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=subprocess_env(),
+        [
+            *command,
+            inbox,
+            "--runtime",
+            "onnx",
+            "--log",
+            tmp_path / "audit.db",
+            "--prevalence",
+            "0.3",
+        ],
+        cwd=tmp_path,  # not the checkout: nothing of it is on the path
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert run.returncode == 0 and "imported: []" in run.stdout, run.stdout + run.stderr[-3000:]
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     light = pd.read_csv(out / "predictions.csv")
-    full_document = predict(SHIPPED, [inbox], out=tmp_path / "full", mc_passes=0)
+    full_document = predict(SHIPPED, [inbox], out=tmp_path / "full", mc_passes=0, prevalence=0.3)
     full = pd.read_csv(tmp_path / "full" / "predictions.csv")
     assert len(light) == len(full) == len(list(inbox.iterdir())) - 1  # the broken file
     assert list(light["path"]) == list(full["path"])
-    assert np.abs(light["PNEUMONIA"] - full["PNEUMONIA"]).max() < 1e-4
+    for column in ("PNEUMONIA", "PNEUMONIA_before_adaptation"):
+        assert np.abs(light[column] - full[column]).max() < 1e-4
     assert list(light["decision"]) == list(full["decision"])
     assert list(light["ood"]) == list(full["ood"]) and list(light["refer"]) == list(full["refer"])
     document = json.loads((out / "predictions.json").read_text())
     assert document["runtime"] == "onnx" and "MC-dropout" in document["referral_note"]
     assert [p["file"] for p in document["problems"]] == ["broken.jpeg"]
     assert [p["file"] for p in full_document["problems"]] == ["broken.jpeg"]
+
+    # what needs TensorFlow says what to install, in one line, not a traceback
+    for stage, extra_args, hint in (
+        ("predict", ["--out", tmp_path / "k", inbox], "--runtime onnx"),
+        ("evaluate", [], "pip install 'cxr-keras[full]'"),
+    ):
+        run = subprocess.run(
+            [serve_install, "-m", f"cxr_keras.{stage}", "--model", SHIPPED, *extra_args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+        assert "pip install 'cxr-keras[full]'" in run.stderr and hint in run.stderr
 
 
 def test_what_the_light_path_cannot_do_is_refused_with_the_way_out(trained_artifact, tmp_path):

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr_keras.core.install import MissingExtraError, full_install_message
+
 __all__ = ["collect_files", "predict"]
 
 logger = logging.getLogger("cxr_keras.predict")
@@ -171,7 +173,15 @@ def predict(
         artifact = light_artifact(model.path if isinstance(model, Artifact) else model)
         predictor = ExportedPredictor(artifact, audit_log=audit, channel="predict")
     else:
-        artifact = model if isinstance(model, Artifact) else load_artifact(model)
+        try:
+            artifact = model if isinstance(model, Artifact) else load_artifact(model)
+        except ModuleNotFoundError as exc:
+            message = full_install_message(exc, what="--runtime keras (the default)")
+            if message is None:
+                raise
+            raise MissingExtraError(
+                f"{message}; answers without TensorFlow: --runtime onnx on the model's ONNX export"
+            ) from exc
         predictor = Predictor(artifact, audit_log=audit, channel="predict")
     labels = artifact.labels
     rule = rule_of(artifact.meta)
