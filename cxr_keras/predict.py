@@ -2,7 +2,7 @@
 
     python -m cxr_keras.predict --model models/<name> --out DIR PATHS... [--gradcam]
         [--mc-passes N] [--batch-size 32] [--adapt-prior | --prevalence [LABEL=]P ...]
-        [--log AUDIT.db] [--runtime {keras,onnx}]
+        [--log AUDIT.db] [--runtime {keras,onnx,litert}]
 
 What it does and writes: :mod:`cxr_keras.serving.predict`, the stage this command line runs.
 """
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(RUNTIMES),
         default="keras",
         help="; ".join(f"{name}: {text}" for name, text in RUNTIMES.items())
-        + " (onnx: export the model first, python -m cxr_keras.export --format onnx)",
+        + " (export the model first: python -m cxr_keras.export --format onnx|litert)",
     )
     parser.add_argument(
         "--log",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cxr_keras.artifact.predictor import Predictor
+from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data.io import load_image
 from cxr_keras.sample_data import sample_files
 from cxr_keras.serving.export import SIDECAR, TOLERANCE, export_model, exported_predict_fn
@@ -64,7 +65,9 @@ def _run_by_sidecar_names(
     if fmt == "tf_saved_model":
         signature = tf.saved_model.load(str(target)).signatures[sidecar["signature"]]
         return signature(**{name_in: tf.constant(images, tf.float32)})[name_out].numpy()
-    interpreter = tf.lite.Interpreter(model_path=str(target))
+    from ai_edge_litert.interpreter import Interpreter  # LiteRT as a deployment runs it
+
+    interpreter = Interpreter(model_path=str(target))
     detail = next(d for d in interpreter.get_input_details() if d["name"] == name_in)
     interpreter.resize_tensor_input(detail["index"], images.shape)
     interpreter.allocate_tensors()
@@ -101,3 +104,22 @@ def test_export_cli_with_temperature_baked_in(trained_artifact, tmp_path):
     logits = trained_artifact.model.predict(images, verbose=0)
     exported = exported_predict_fn(tmp_path / "out" / "model.tflite", "litert")(images)
     np.testing.assert_allclose(exported, 1 / (1 + np.exp(-logits / 2.5)), atol=TOLERANCE)
+
+
+def test_histogram_equalisation_runs_on_litert_builtins(tmp_path):
+    """The equalisation layer exports to LiteRT ops that ai-edge-litert runs by itself: no
+    TensorFlow Flex delegate (bincount needed one, so the shipped model could not be
+    served by LiteRT without TensorFlow)."""
+    import keras
+
+    from cxr_keras.models.layers import HistogramEqualization
+    from cxr_keras.serving.litert import LiteRTRunner
+
+    inputs = keras.Input((32, 48, 1))
+    model = keras.Model(inputs, HistogramEqualization()(inputs))
+    images = np.stack(
+        [load_image(f, ImageSpec(size=(32, 48))) for f in sample_files("kermany")[:3]]
+    )
+    model.export(str(tmp_path / "eq.tflite"), format="litert", verbose=False)
+    outputs = LiteRTRunner(tmp_path / "eq.tflite").run(images)  # never tf.lite
+    np.testing.assert_array_equal(next(iter(outputs.values())), np.asarray(model(images)))

@@ -59,8 +59,9 @@ def test_the_model_input_is_tensorflows_to_the_bit(films):
             np.testing.assert_array_equal(load_image_numpy(film, spec), expected, err_msg=film)
 
 
-def test_the_export_answers_as_the_keras_model(films):
-    light = ExportedPredictor.from_artifact(SHIPPED)
+@pytest.mark.parametrize("runtime", ["onnx", "litert"])
+def test_the_export_answers_as_the_keras_model(films, runtime):
+    light = ExportedPredictor.from_artifact(SHIPPED, runtime=runtime)
     full = Predictor.from_path(SHIPPED)
     a, b = light.predict_files(films), full.predict_files(films)
     assert np.abs(a.probabilities - b.probabilities).max() < 1e-4
@@ -106,7 +107,7 @@ def test_the_serve_install_answers_as_the_keras_model_without_tensorflow(
         check=True,
     )
     installed = {entry["name"].lower() for entry in json.loads(listed.stdout)}
-    assert {"onnxruntime", "simplejpeg", "pydicom", "cxr-keras"} <= installed
+    assert {"onnxruntime", "ai-edge-litert", "simplejpeg", "pydicom", "cxr-keras"} <= installed
     heavy = {"tensorflow", "keras", "keras-tuner", "scipy", "scikit-learn", "matplotlib"}
     assert not heavy & installed and not any(n.startswith("opencv") for n in installed)
 
@@ -118,44 +119,46 @@ def test_the_serve_install_answers_as_the_keras_model_without_tensorflow(
     dicom = pydicom.dcmread(sample_files("dicom")[0])
     dicom.PatientName = "Doe^Jane"
     dicom.save_as(inbox / "study.dcm")
-    out = tmp_path / "light"
     env = {k: v for k, v in subprocess_env().items() if k != "PYTHONPATH"}  # the install only
-    command = [serve_install, "-m", "cxr_keras.predict", "--model", SHIPPED, "--out", out]
-    run = subprocess.run(
-        [
-            *command,
-            inbox,
-            "--runtime",
-            "onnx",
-            "--log",
-            tmp_path / "audit.db",
-            "--prevalence",
-            "0.3",
-        ],
-        cwd=tmp_path,  # not the checkout: nothing of it is on the path
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
-    light = pd.read_csv(out / "predictions.csv")
     full_document = predict(SHIPPED, [inbox], out=tmp_path / "full", mc_passes=0, prevalence=0.3)
     full = pd.read_csv(tmp_path / "full" / "predictions.csv")
-    assert len(light) == len(full) == len(list(inbox.iterdir())) - 1  # the broken file
-    assert list(light["path"]) == list(full["path"])
-    for column in ("PNEUMONIA", "PNEUMONIA_before_adaptation"):
-        assert np.abs(light[column] - full[column]).max() < 1e-4
-    assert list(light["decision"]) == list(full["decision"])
-    assert list(light["ood"]) == list(full["ood"]) and list(light["refer"]) == list(full["refer"])
-    document = json.loads((out / "predictions.json").read_text())
-    assert document["runtime"] == "onnx" and "MC-dropout" in document["referral_note"]
-    assert [p["file"] for p in document["problems"]] == ["broken.jpeg"]
     assert [p["file"] for p in full_document["problems"]] == ["broken.jpeg"]
+    for runtime in ("onnx", "litert"):
+        out = tmp_path / runtime
+        command = [serve_install, "-m", "cxr_keras.predict", "--model", SHIPPED, "--out", out]
+        run = subprocess.run(
+            [
+                *command,
+                inbox,
+                "--runtime",
+                runtime,
+                "--log",
+                out / "audit.db",
+                "--prevalence",
+                "0.3",
+            ],
+            cwd=tmp_path,  # not the checkout: nothing of it is on the path
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+        light = pd.read_csv(out / "predictions.csv")
+        assert len(light) == len(full) == len(list(inbox.iterdir())) - 1  # the broken file
+        assert list(light["path"]) == list(full["path"])
+        for column in ("PNEUMONIA", "PNEUMONIA_before_adaptation"):
+            assert np.abs(light[column] - full[column]).max() < 1e-4, runtime
+        assert list(light["decision"]) == list(full["decision"])
+        assert list(light["ood"]) == list(full["ood"])
+        assert list(light["refer"]) == list(full["refer"])
+        document = json.loads((out / "predictions.json").read_text())
+        assert document["runtime"] == runtime and "MC-dropout" in document["referral_note"]
+        assert [p["file"] for p in document["problems"]] == ["broken.jpeg"]
 
     # what needs TensorFlow says what to install, in one line, not a traceback
     for stage, extra_args, hint in (
-        ("predict", ["--out", tmp_path / "k", inbox], "--runtime onnx"),
+        ("predict", ["--out", tmp_path / "k", inbox], "--runtime onnx or litert"),
         ("evaluate", [], "pip install 'cxr-keras[full]'"),
     ):
         run = subprocess.run(
@@ -175,7 +178,7 @@ def test_what_the_light_path_cannot_do_is_refused_with_the_way_out(trained_artif
     for option in ({"gradcam": True}, {"mc_passes": 5}):
         with pytest.raises(ValueError, match="use --runtime keras"):
             predict(SHIPPED, [film], out=tmp_path / "x", runtime="onnx", **option)
-    with pytest.raises(ValueError, match="no ONNX export here"):
+    with pytest.raises(ValueError, match="no onnx export here"):
         predict(trained_artifact.path, [film], out=tmp_path / "x", runtime="onnx")
     # an export made before the operating point changed is not used
     stale = copy_artifact(SHIPPED, tmp_path / "stale")

@@ -59,7 +59,14 @@ class HistogramEqualization(keras.layers.Layer):
         shape = ops.shape(images)
         flat = ops.reshape(images, (shape[0], -1))
         levels = ops.cast(ops.clip(ops.floor(flat * self.bins), 0, self.bins - 1), "int32")
-        counts = ops.cast(ops.bincount(levels, minlength=self.bins), "float32")
+        # Each image's histogram as one segment sum over (image, level) ids, not bincount:
+        # the same integer counts, but LiteRT runs it with its built-in ops (bincount needs
+        # the TensorFlow Flex delegate, so an export could not be served without TensorFlow).
+        batch = shape[0]
+        ids = levels + ops.expand_dims(ops.arange(batch, dtype="int32") * self.bins, -1)
+        ones = ops.ones((batch * ops.shape(flat)[1],), "float32")
+        counts = ops.segment_sum(ones, ops.reshape(ids, (-1,)), num_segments=batch * self.bins)
+        counts = ops.reshape(counts, (batch, self.bins))
         cdf = ops.cumsum(counts, axis=-1)
         n = ops.sum(counts, axis=-1, keepdims=True)
         cdf_min = ops.min(ops.where(counts > 0, cdf, n), axis=-1, keepdims=True)

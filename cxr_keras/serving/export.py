@@ -124,20 +124,13 @@ def _exported_outputs_fn(path: Path, fmt: str):
         name = session.get_inputs()[0].name
         return lambda x: [np.asarray(o) for o in session.run(None, {name: x.astype(np.float32)})]
     if fmt == "litert":
-        import tensorflow as tf
+        from cxr_keras.serving.litert import LiteRTRunner
+
+        runner = LiteRTRunner(path, allow_tensorflow=True)
 
         def run_litert(x):
-            interpreter = tf.lite.Interpreter(model_path=str(path))
-            detail = interpreter.get_input_details()[0]
-            interpreter.resize_tensor_input(detail["index"], x.shape)
-            interpreter.allocate_tensors()
-            interpreter.set_tensor(detail["index"], x.astype(np.float32))
-            interpreter.invoke()
-            outputs = [
-                np.asarray(interpreter.get_tensor(d["index"]))
-                for d in interpreter.get_output_details()
-            ]
-            return sorted(outputs, key=lambda o: -o.ndim)  # probabilities are (n, labels)
+            outputs = runner.run(x)
+            return [outputs[name] for name in runner.output_names]
 
         return run_litert
     raise ValueError(f"format: one of {sorted(FORMATS)}, got {fmt!r}")
@@ -170,15 +163,14 @@ def exported_io_names(path: str | os.PathLike, fmt: str) -> dict[str, str]:
             **({"ood_output": outputs[1]} if len(outputs) > 1 else {}),
         }
     if fmt == "litert":
-        import tensorflow as tf
+        from cxr_keras.serving.litert import LiteRTRunner
 
-        interpreter = tf.lite.Interpreter(model_path=str(path))
-        # LiteRT does not keep Keras' order: the probabilities are the rank-2 output
-        outputs = sorted(interpreter.get_output_details(), key=lambda d: -len(d["shape"]))
+        runner = LiteRTRunner(path, allow_tensorflow=True)
+        outputs = runner.output_names  # the probabilities first: the rank-2 output
         return {
-            "input": interpreter.get_input_details()[0]["name"],
-            "output": outputs[0]["name"],
-            **({"ood_output": outputs[1]["name"]} if len(outputs) > 1 else {}),
+            "input": runner.input["name"],
+            "output": outputs[0],
+            **({"ood_output": outputs[1]} if len(outputs) > 1 else {}),
         }
     raise ValueError(f"format: one of {sorted(FORMATS)}, got {fmt!r}")
 

@@ -1,16 +1,18 @@
-"""Answers without TensorFlow: the artifact's ONNX export run by onnxruntime, the films
-read by :mod:`cxr_keras.data.numpy_io` (``predict --runtime onnx``).
+"""Answers without TensorFlow: the artifact's ONNX export run by onnxruntime, or its
+LiteRT export run by ai-edge-litert, the films read by :mod:`cxr_keras.data.numpy_io`
+(``predict --runtime onnx`` or ``--runtime litert``).
 
 An :class:`ExportedPredictor` is a :class:`~cxr_keras.artifact.predictor.Predictor`
-whose forward pass is the export (``<artifact>/export/onnx``, written by ``python -m
-cxr_keras.export --format onnx``: the model with its test-time views, temperatures,
-sigmoid and out-of-distribution score in one graph). Everything after the forward pass
-is the Predictor's own: decisions at the stored thresholds, the input checks, the
-out-of-distribution verdict, the referral rule and the audit log. So both paths give the
-same answers (``tests/test_light_serving.py``: probabilities within 1e-4, the same
-decisions and flags, on real films and DICOMs), and neither TensorFlow nor Keras is
-imported: a call costs the onnxruntime import (a fraction of a second), not TensorFlow's
-(seconds). Grad-CAM and MC-dropout referral need the Keras model: the full path.
+whose forward pass is the export (``<artifact>/export/onnx`` or ``export/litert``, written
+by ``python -m cxr_keras.export --format onnx|litert``: the model with its test-time
+views, temperatures, sigmoid and out-of-distribution score in one graph). Everything
+after the forward pass is the Predictor's own: decisions at the stored thresholds, the
+input checks, the out-of-distribution verdict, the referral rule and the audit log. So
+every path gives the same answers (``tests/test_light_serving.py``: probabilities within
+1e-4, the same decisions and flags, on real films and DICOMs), and neither TensorFlow nor
+Keras is imported: a call costs the runtime's import (a fraction of a second), not
+TensorFlow's (seconds). Grad-CAM and MC-dropout referral need the Keras model: the full
+path.
 
 Example:
     >>> predictor = ExportedPredictor.from_artifact("models/kermany_pneumonia")  # doctest: +SKIP
@@ -31,14 +33,17 @@ import numpy as np
 from cxr_keras.artifact.audit_log import AuditLog
 from cxr_keras.artifact.predictor import ModelOutputs, Predictor
 from cxr_keras.artifact.store import Artifact, load_meta
+from cxr_keras.core.install import MissingExtraError
 from cxr_keras.data.input_checks import batch_statistics
 from cxr_keras.serving.export import SIDECAR
+from cxr_keras.serving.litert import LiteRTRunner
 
-__all__ = ["EXPORT_FOLDER", "ExportedPredictor", "light_artifact"]
+__all__ = ["EXPORT_FOLDERS", "ExportedPredictor", "light_artifact"]
 
 log = logging.getLogger(__name__)
 
-EXPORT_FOLDER = Path("export") / "onnx"  # inside the artifact, where the export writes it
+# inside the artifact, where python -m cxr_keras.export writes each format
+EXPORT_FOLDERS = {"onnx": Path("export") / "onnx", "litert": Path("export") / "litert"}
 
 
 def light_artifact(path: str | os.PathLike) -> Artifact:
@@ -49,40 +54,39 @@ def light_artifact(path: str | os.PathLike) -> Artifact:
 
 
 class ExportedPredictor(Predictor):
-    """A Predictor running an ONNX export (see the module docstring)."""
+    """A Predictor running an ONNX or LiteRT export (see the module docstring)."""
 
     def __init__(
         self,
         artifact: Artifact,
         *,
+        runtime: str = "onnx",
         export: str | os.PathLike | None = None,
         audit_log: AuditLog | None = None,
         channel: str = "python",
     ):
-        """``export``: the export folder (default ``<artifact>/export/onnx``). A
-        ValueError when it is missing or was made for other thresholds, temperatures or
-        detector than the artifact holds now (export it again)."""
-        import onnxruntime as ort
-
-        folder = Path(export) if export is not None else artifact.path / EXPORT_FOLDER
+        """``runtime``: ``onnx`` (onnxruntime) or ``litert`` (ai-edge-litert). ``export``:
+        the export folder (default ``<artifact>/export/<runtime>``). A ValueError when it
+        is missing or was made for other thresholds, temperatures or detector than the
+        artifact holds now (export it again)."""
+        if runtime not in EXPORT_FOLDERS:
+            raise ValueError(f"runtime: one of {sorted(EXPORT_FOLDERS)}, got {runtime!r}")
+        folder = Path(export) if export is not None else artifact.path / EXPORT_FOLDERS[runtime]
         sidecar_path = folder / SIDECAR
+        how = f"python -m cxr_keras.export --model {artifact.path} --format {runtime}"
         if not sidecar_path.is_file():
-            raise ValueError(
-                f"{folder}: no ONNX export here; make it with python -m cxr_keras.export "
-                f"--model {artifact.path} --format onnx"
-            )
+            raise ValueError(f"{folder}: no {runtime} export here; make it with {how}")
         self.sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        if self.sidecar.get("format") != runtime:
+            raise ValueError(f"{folder}: a {self.sidecar.get('format')} export, not {runtime}")
         super().__init__(artifact, channel=channel)  # the decision logic, no forward pass yet
-        self._check_current(folder)
+        self.runtime = runtime
+        self._check_current(folder, how)
         model_file = folder / self.sidecar["file"]
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        self.session = ort.InferenceSession(
-            str(model_file), options, providers=["CPUExecutionProvider"]
-        )
         self.input_name = self.sidecar["input"]["name"]
         ood = self.sidecar["ood"].get("output")
         self.output_names = [self.sidecar["output"]["name"], *([ood["name"]] if ood else [])]
+        self._run = _onnx_run(model_file) if runtime == "onnx" else _litert_run(model_file)
         # the audit log names the weights as the full path does (the export records their
         # hash); an export from before that is named by its file's hash
         self._weights_sha256 = (
@@ -93,12 +97,12 @@ class ExportedPredictor(Predictor):
 
     @classmethod
     def from_artifact(
-        cls, path: str | os.PathLike, *, audit_log: AuditLog | None = None
+        cls, path: str | os.PathLike, *, runtime: str = "onnx", audit_log: AuditLog | None = None
     ) -> ExportedPredictor:
-        """The artifact at ``path`` with its ONNX export, loaded without TensorFlow."""
-        return cls(light_artifact(path), audit_log=audit_log)
+        """The artifact at ``path`` with its ``runtime`` export, loaded without TensorFlow."""
+        return cls(light_artifact(path), runtime=runtime, audit_log=audit_log)
 
-    def _check_current(self, folder: Path) -> None:
+    def _check_current(self, folder: Path, how: str) -> None:
         """The export must hold what the artifact holds now: same labels, thresholds,
         temperatures and out-of-distribution threshold."""
         sidecar = self.sidecar
@@ -121,8 +125,7 @@ class ExportedPredictor(Predictor):
         if problems:
             raise ValueError(
                 f"{folder}: the export is older than the artifact ({'; '.join(problems)}); "
-                f"export it again: python -m cxr_keras.export --model {self.artifact.path} "
-                "--format onnx"
+                f"export it again: {how}"
             )
 
     @property
@@ -133,7 +136,7 @@ class ExportedPredictor(Predictor):
         """The export's probabilities (as logits at the stored temperatures) and
         out-of-distribution scores, with the input statistics, for a batch."""
         images = np.asarray(images, np.float32)
-        results = self.session.run(self.output_names, {self.input_name: images})
+        results = self._run(images, self.input_name, self.output_names)
         p = np.clip(np.asarray(results[0], np.float64), 1e-15, 1 - 1e-15)
         logits = np.log(p / (1 - p)) * self.temperatures  # what from_logits turns back into p
         scores = np.asarray(results[1], np.float64) if len(results) > 1 else None
@@ -172,3 +175,30 @@ class ExportedPredictor(Predictor):
         for start in range(0, len(paths), batch_size):
             batch = paths[start : start + batch_size]
             yield np.stack([load_image_numpy(path, self.spec) for path in batch])
+
+
+def _onnx_run(model_file: Path):
+    """``run(images, input name, output names) -> [arrays]`` on onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ModuleNotFoundError:
+        raise MissingExtraError(
+            "the onnx runtime needs onnxruntime: pip install 'cxr-keras[serve]'"
+        ) from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    return lambda images, name, outputs: session.run(outputs, {name: images})
+
+
+def _litert_run(model_file: Path):
+    """``run(images, input name, output names) -> [arrays]`` on ai-edge-litert."""
+    runner = LiteRTRunner(model_file)  # never TensorFlow's tf.lite: this path must not import it
+
+    def run(images, name, outputs):
+        if name != runner.input["name"]:
+            raise ValueError(f"{model_file}: no input {name!r} (the sidecar is not this model's)")
+        results = runner.run(images)
+        return [results[output] for output in outputs]
+
+    return run

@@ -42,6 +42,7 @@ RUNTIMES = {
     "keras": "the artifact's Keras model (TensorFlow): everything, Grad-CAM included",
     "onnx": "its ONNX export through onnxruntime, without TensorFlow: the same answers in a "
     "fraction of the start-up time; no Grad-CAM, no MC-dropout referral",
+    "litert": "its LiteRT export through ai-edge-litert, without TensorFlow: as onnx",
 }
 
 # what a prior correction does to decisions, as predictions.json says it
@@ -146,8 +147,8 @@ def predict(
     for every label, or ``{label: share}``). Either writes ``prevalence.json``:
     ``{label: {"estimated": p, "ci95": [lo, hi] (None when declared), "training": p0}}``.
     ``log``: an audit-log file to append one row per answer to (created when missing).
-    ``runtime``: ``keras`` (the artifact's model) or ``onnx`` (its ONNX export through
-    onnxruntime, without importing TensorFlow: :mod:`cxr_keras.serving.light_predictor`;
+    ``runtime``: ``keras`` (the artifact's model), ``onnx`` or ``litert`` (its ONNX or
+    LiteRT export, without importing TensorFlow: :mod:`cxr_keras.serving.light_predictor`;
     no Grad-CAM and no MC-dropout referral, which need the Keras model).
     """
     if adapt_prior and prevalence is not None:
@@ -161,7 +162,7 @@ def predict(
 
     if runtime not in RUNTIMES:
         raise ValueError(f"--runtime: one of {list(RUNTIMES)}, got {runtime!r}")
-    light = runtime == "onnx"
+    light = runtime != "keras"
     if light and gradcam:
         raise ValueError("--gradcam needs the Keras model's gradients: use --runtime keras")
     if light and mc_passes:
@@ -171,7 +172,7 @@ def predict(
         from cxr_keras.serving.light_predictor import ExportedPredictor, light_artifact
 
         artifact = light_artifact(model.path if isinstance(model, Artifact) else model)
-        predictor = ExportedPredictor(artifact, audit_log=audit, channel="predict")
+        predictor = ExportedPredictor(artifact, runtime=runtime, audit_log=audit, channel="predict")
     else:
         try:
             artifact = model if isinstance(model, Artifact) else load_artifact(model)
@@ -180,7 +181,8 @@ def predict(
             if message is None:
                 raise
             raise MissingExtraError(
-                f"{message}; answers without TensorFlow: --runtime onnx on the model's ONNX export"
+                f"{message}; answers without TensorFlow: --runtime onnx or litert, on the "
+                "model's export"
             ) from exc
         predictor = Predictor(artifact, audit_log=audit, channel="predict")
     labels = artifact.labels
@@ -271,7 +273,7 @@ def predict(
         **(
             {
                 "referral_note": "the rule's MC-dropout check needs the Keras model: not applied "
-                "on the onnx runtime (band and out-of-distribution referral only)"
+                f"on the {runtime} runtime (band and out-of-distribution referral only)"
             }
             if light and int(rule["passes"]) >= 2
             else {}
