@@ -1,6 +1,6 @@
 """A head-only search with and without the feature cache, side by side.
 
-The ``kermany_resnet50_tuned`` search (``tuner_configs/kermany_resnet50_tuned.yaml``: a
+The ``kermany_resnet50_tuned`` search (``cxr_keras/recipes/kermany_resnet50_tuned.yaml``: a
 frozen ResNet50 at 224 px, a RandomSearch over the head's dense units and dropout and the
 learning rate) on real Kermany films (``--films``, at least 500: the pack's validation
 films and as many of its training films as make up the rest), ``--trials`` trials of
@@ -36,6 +36,7 @@ def main() -> None:
     import yaml
 
     from cxr_keras.config import config_from_dict, with_values
+    from cxr_keras.recipes import RECIPES_FOLDER
     from cxr_keras.training.tune import tune
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,7 +54,7 @@ def main() -> None:
     val_films = len(list((pack / "val").glob("*/*.jpeg")))
     train_films = len(list((pack / "train").glob("*/*.jpeg")))
     fraction = min(1.0, max(args.films - val_films, 1) / train_films)
-    raw = yaml.safe_load((REPO / "tuner_configs" / "kermany_resnet50_tuned.yaml").read_text())
+    raw = yaml.safe_load((RECIPES_FOLDER / "kermany_resnet50_tuned.yaml").read_text())
     raw.pop("recipe", None)
     raw["data"] = {
         "source": "folder",

@@ -1,7 +1,7 @@
 """Learning curves: validation AUC against training-set size and input size, per backbone.
 
 Each point (backbone, input size, fraction of the training patients) trains the recipe
-(``tuner_configs/kermany_full.yaml``: the whole official Kermany TRAIN set from the two
+(``configs/kermany_full.yaml``: the whole official Kermany TRAIN set from the two
 development packs, split by patient) from scratch, with ``weights: none``, for
 ``--epochs`` epochs through the toolkit's own ``train``, and reports the validation ROC
 AUC of its best epoch, its validation accuracy at 0.5, the seconds per epoch and the
@@ -13,7 +13,7 @@ already there is not retrained, so an interrupted sweep resumes. Prints the tabl
 
 Usage:
     python benchmarks/learning_curve.py [--points custom_cnn:160:1.0,mobilenetv3small:128:1.0]
-        [--epochs 8] [--recipe tuner_configs/kermany_full.yaml]
+        [--epochs 8] [--recipe configs/kermany_full.yaml]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", default=DEFAULT_POINTS, help="backbone:size:fraction,...")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--recipe", type=Path, default=REPO / "tuner_configs" / "kermany_full.yaml")
+    parser.add_argument("--recipe", type=Path, default=REPO / "configs" / "kermany_full.yaml")
     args = parser.parse_args()
 
     out = REPO / "runs" / "learning_curve" / "results.csv"

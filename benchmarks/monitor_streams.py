@@ -16,7 +16,7 @@ and runs the monitor on each:
 Prints each stream's verdicts and where its report is, and a last line ``verdicts:``.
 
 Usage:
-    python benchmarks/monitor_streams.py [--model models/kermany_pneumonia]
+    python benchmarks/monitor_streams.py [--model kermany_pneumonia]
         [--out runs/monitor_streams] [--days 5]
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "cxr_keras" / "pretrained" / "kermany_pneumonia"
 sys.path.insert(0, str(REPO))
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     from cxr_keras.serving.monitor import monitor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "kermany_pneumonia")
+    parser.add_argument("--model", type=Path, default=SHIPPED)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "monitor_streams")
     parser.add_argument("--days", type=int, default=5)

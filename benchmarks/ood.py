@@ -21,7 +21,7 @@ training split: ``--baselines``). The last line:
 ``ratio: non-chest-film flag rate / validation flag rate``.
 
 Usage:
-    python benchmarks/ood.py [--model models/kermany_pneumonia] [--out runs/bench_ood]
+    python benchmarks/ood.py [--model kermany_pneumonia] [--out runs/bench_ood]
         [--no-baselines]
 """
 
@@ -37,6 +37,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "cxr_keras" / "pretrained" / "kermany_pneumonia"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -72,7 +73,7 @@ def _scores(document: dict) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(REPO / "models" / "kermany_pneumonia"))
+    parser.add_argument("--model", default=str(SHIPPED))
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_ood"))
     parser.add_argument("--no-baselines", action="store_true", help="skip the last-layer fit")
     args = parser.parse_args()

@@ -12,7 +12,7 @@ medians are printed (after one uncounted run of each, which fills the disk cache
 ``ratio:`` (full cold start / ONNX cold start; target >= 5) and the same for LiteRT.
 
 Usage:
-    python benchmarks/predict_latency.py [--model models/kermany_pneumonia] [--repeats 3]
+    python benchmarks/predict_latency.py [--model kermany_pneumonia] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "cxr_keras" / "pretrained" / "kermany_pneumonia"
 RUNTIMES = {"keras": "full (Keras, TensorFlow)", "onnx": "light (ONNX)", "litert": "light (LiteRT)"}
 
 
@@ -45,7 +46,7 @@ def run_predict(model: Path, films: list[Path], runtime: str, out: Path) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "kermany_pneumonia")
+    parser.add_argument("--model", type=Path, default=SHIPPED)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -11,7 +11,7 @@ Kermany ``chest_xray/test`` folder with ``NORMAL/`` and ``PNEUMONIA/``), a manif
 or a dataset YAML; ``--split`` picks rows of a split column (default: all rows).
 
 Usage:
-    python benchmarks/quality.py --model models/kermany_pneumonia --data path/to/chest_xray/test
+    python benchmarks/quality.py --model kermany_pneumonia --data path/to/chest_xray/test
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How long each recipe in tuner_configs/ takes at its full settings, on this machine.
+"""How long each shipped recipe (cxr_keras/recipes/) takes at its full settings, on this machine.
 
 For each recipe, its model is built at full size (backbone, image size, head, in-model
 contrast preprocessing and augmentation, mixed precision as the recipe sets it: ``auto``
@@ -100,7 +100,8 @@ def measure(recipe: Path, steps: int, warmup: int, overrides: list[str]) -> dict
     from cxr_keras.training.feature_cache import split_at_head
     from cxr_keras.training.fit import build_for
 
-    cfg = load_config(recipe, ["model.weights=none", *overrides])
+    # no data is read: the model is fed random batches of the recipe's shape
+    cfg = load_config(recipe, ["data.root=unread", "model.weights=none", *overrides])
     # _gpu, not training.fit.use_mixed_precision: under JAX, TensorFlow sees no GPU
     mixed = cfg.training.mixed_precision == "on" or (
         cfg.training.mixed_precision == "auto" and _gpu()
@@ -161,6 +162,7 @@ def implied_hours(cfg, name: str, speed: dict, *, feature_cache: bool = True) ->
 def main() -> None:
     from cxr_keras.cli import add_override_argument
     from cxr_keras.config import load_config
+    from cxr_keras.recipes import find_recipe
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median)")
@@ -184,9 +186,9 @@ def main() -> None:
         f"{'no cache':>8s}"
     )
     for name in names:
-        recipe = REPO / "tuner_configs" / f"{name}.yaml"
+        recipe = find_recipe(name)
         speed = measure(recipe, args.steps, args.warmup, args.overrides)
-        cfg = load_config(recipe)
+        cfg = load_config(recipe, ["data.root=unread"])
         epochs, hours = implied_hours(cfg, name, speed)
         _, uncached = implied_hours(cfg, name, speed, feature_cache=False)
         print(

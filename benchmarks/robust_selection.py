@@ -8,7 +8,7 @@ stress figures: the decision rule's specificity and the AUC under every shift, t
 and their worst case (the worst over shifts that the out-of-distribution check flags in
 under half the films: an answer that is flagged is referred, not trusted).
 
-Each candidate (a name and ``--set`` overrides of the recipe, ``tuner_configs/
+Each candidate (a name and ``--set`` overrides of the recipe, ``configs/
 kermany_full.yaml``) is trained from scratch through the toolkit's own ``train`` for
 ``--epochs`` epochs at ``--size`` pixels, then evaluated on its validation split with
 ``evaluate --stress`` (thresholds chosen on that split: a selection signal, not a
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--stress-images", type=int, default=300)
-    parser.add_argument("--recipe", type=Path, default=REPO / "tuner_configs" / "kermany_full.yaml")
+    parser.add_argument("--recipe", type=Path, default=REPO / "configs" / "kermany_full.yaml")
     args = parser.parse_args()
     unknown = sorted(set(args.candidates.split(",")) - set(CANDIDATES))
     if unknown:

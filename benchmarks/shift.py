@@ -19,7 +19,7 @@ The last line: ``ratio: accuracy@0.5 after EM correction / before`` (the median 
 prevalences).
 
 Usage:
-    python benchmarks/shift.py [--model models/kermany_pneumonia] [--size 300]
+    python benchmarks/shift.py [--model kermany_pneumonia] [--size 300]
         [--repeats 20] [--prevalences 0.2 0.4 0.5 0.625 0.74 0.9]
 """
 
@@ -33,6 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "cxr_keras" / "pretrained" / "kermany_pneumonia"
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
@@ -40,7 +41,7 @@ import numpy as np  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(REPO / "models" / "kermany_pneumonia"))
+    parser.add_argument("--model", default=str(SHIPPED))
     parser.add_argument("--size", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(

@@ -12,12 +12,12 @@ What it does and writes: :mod:`cxr_keras.serving.app`, the stage this command li
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 from pathlib import Path
 
 from cxr_keras.cli import (
+    command_parser,
     run_cli,
     setup_logging,
 )
@@ -33,8 +33,13 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.app", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "app",
+        __doc__,
+        examples=[
+            "cxr-keras app --model kermany_pneumonia",
+            "cxr-keras app --model runs/demo --port 8080 --no-log",
+        ],
     )
     parser.add_argument("--model", required=True, help="an artifact folder (models/<name>)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=True)
     # SIGTERM (a service manager's stop) ends the server like Ctrl-C does, so the exit
     # handlers run and the uploads folder is removed
     signal.signal(signal.SIGTERM, _interrupt)

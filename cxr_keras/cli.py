@@ -3,41 +3,146 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from cxr_keras import __version__
 from cxr_keras.artifact.label_shift import MIN_IMAGES
 from cxr_keras.config import Config, load_config
 from cxr_keras.core.errors import ConfigError, RunFailedError
 from cxr_keras.core.install import MissingExtraError, full_install_message
+from cxr_keras.core.paths import SAMPLE_PREFIX
+from cxr_keras.recipes import find_recipe, recipe_names
 
 __all__ = [
+    "DefaultsHelpFormatter",
     "add_config_arguments",
     "add_override_argument",
     "add_prior_arguments",
+    "command_parser",
     "config_from_args",
+    "config_overrides",
+    "config_path",
     "declared_prevalence",
+    "import_tensorflow_quietly",
     "run_cli",
     "setup_logging",
 ]
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Log to stderr with times; hide TensorFlow's C++ info/warning chatter unless verbose."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` with each option's default where it has a real one (not None, False or
+    an empty list), and the description and examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or (isinstance(default, list | tuple) and not default)
+            or action.option_strings == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _plain(text: str) -> str:
+    """A docstring paragraph without reST markup: ``code`` -> code, :mod:`x` -> x."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def command_parser(
+    stage: str, doc: str | None, *, examples: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """The parser of ``cxr-keras <stage>`` (also ``python -m cxr_keras.<stage>``): its
+    description is the module docstring's first paragraph, its epilog the examples; it
+    shows defaults and answers ``--version``.
+
+    Example:
+        >>> parser = command_parser("predict", "Predict films.", examples=["cxr-keras predict"])
+        >>> parser.prog, parser.epilog.splitlines()[0]
+        ('cxr-keras predict', 'examples:')
+    """
+    description = _plain((doc or "").split("\n\n")[0].strip())
+    # "python -m cxr_keras.train: train a model" -> "Train a model": the usage line names it
+    description = re.sub(r"^python -m cxr_keras\.\w+(?: \w+)?: ", "", description)
+    description = description[:1].upper() + description[1:]
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
+    parser = argparse.ArgumentParser(
+        prog=f"cxr-keras {stage}",
+        description=description,
+        epilog=epilog,
+        formatter_class=DefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cxr-keras {__version__}")
+    return parser
+
+
+def setup_logging(verbose: bool = False, *, tensorflow: bool = False) -> None:
+    """Log to stderr with times. TensorFlow's C++ start-up lines (oneDNN, CPU instructions,
+    and on a machine without a GPU "failed call to cuInit: CUDA error") are hidden unless
+    ``verbose``: they are not errors of the run. ``tensorflow``: the command needs it, so
+    import it now, quietly (:func:`import_tensorflow_quietly`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if tensorflow and not verbose:
+        import_tensorflow_quietly()
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and let it look for devices with the process's stderr pointed at
+    /dev/null. ``TF_CPP_MIN_LOG_LEVEL`` does not reach what TensorFlow writes before its
+    logging starts ("All log messages before absl::InitializeLog() is called are written
+    to STDERR", the oneDNN and CUDA lines), so the file descriptor is silenced instead.
+    Python exceptions are unaffected; a missing TensorFlow is left to the stage, which
+    says what to install."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    except ImportError:
+        pass
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--config FILE``, ``--set KEY=VALUE`` (repeatable), ``--run-name``, ``--verbose``."""
+    """``--recipe NAME`` or ``--config FILE`` (the same option: a shipped recipe's name or
+    any config file), ``--data PATH...`` (the dataset's folder: ``data.root``), ``--set
+    KEY=VALUE`` (repeatable), ``--run-name``, ``--verbose``."""
     parser.add_argument(
-        "--config", required=required, help="YAML recipe, e.g. tuner_configs/demo.yaml"
+        "--recipe",
+        "--config",
+        dest="config",
+        metavar="RECIPE",
+        required=required,
+        help=f"a shipped recipe ({', '.join(recipe_names())}; "
+        "a unique beginning is enough) or a YAML config file",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        metavar="PATH",
+        help="the dataset's folder or label file (sets data.root; several folders: one dataset)",
     )
     add_override_argument(parser)
     parser.add_argument("--run-name", help="name of the run folder under runs/ (default: name)")
@@ -112,11 +217,35 @@ def _share(text: str) -> float:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The validated config of the parsed arguments (overrides and run name applied)."""
-    overrides = list(args.overrides)
+    """The validated config of the parsed arguments (recipe found, data root, overrides
+    and run name applied)."""
+    return load_config(config_path(args), config_overrides(args))
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """The config file of ``--recipe``/``--config``: a file as given, else a shipped recipe."""
+    return find_recipe(args.config)
+
+
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """``--data`` (as ``data.root``, relative to the working directory), then ``--set``
+    overrides, then ``--run-name``."""
+    overrides = []
+    if getattr(args, "data", None):
+        roots = [_from_here(path) for path in args.data]
+        value = roots[0] if len(roots) == 1 else roots
+        overrides.append("data.root=" + json.dumps(value))  # JSON is YAML: any path stays text
+    overrides += list(args.overrides)
     if getattr(args, "run_name", None):
         overrides.append(f"name={args.run_name}")
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def _from_here(path: str) -> str:
+    """A path typed on the command line, made absolute (``sample:`` and URLs as given)."""
+    if path.startswith(SAMPLE_PREFIX) or "://" in path:
+        return path
+    return str(Path(os.path.expanduser(path)).absolute())
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
@@ -136,6 +265,10 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
             raise
         logging.getLogger("cxr_keras").debug("error", exc_info=True)
         print(f"error: {message}", file=sys.stderr)
+        code = 2
+    except (FileExistsError, NotADirectoryError) as exc:  # e.g. --out names a file
+        logging.getLogger("cxr_keras").debug("error", exc_info=True)
+        print(f"error: {exc.filename}: a file where a folder is expected", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

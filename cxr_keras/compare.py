@@ -8,9 +8,8 @@ What it does and writes: :mod:`cxr_keras.evaluation.compare`, the stage this com
 
 from __future__ import annotations
 
-import argparse
-
 from cxr_keras.cli import (
+    command_parser,
     run_cli,
     setup_logging,
 )
@@ -20,8 +19,12 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.compare", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "compare",
+        __doc__,
+        examples=[
+            "cxr-keras compare --models runs/resnet runs/custom_cnn --out runs/comparison",
+        ],
     )
     parser.add_argument("--models", nargs="+", required=True, help="artifact folders (2 or more)")
     parser.add_argument("--split", default="test", help="the split to compare on (default test)")
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=True)
     result = compare(
         args.models,
         split=args.split,

@@ -1,10 +1,10 @@
 """Typed configuration: one YAML file describes a run, validated into dataclasses.
 
-Every setting of a run lives here, in one place. A YAML recipe (``tuner_configs/*.yaml``)
-is loaded with :func:`load_config`, command-line overrides (``--set data.batch_size=16``)
-are applied on top, and the result is checked early: unknown keys, wrong types and values
-outside their allowed choices raise :class:`ConfigError` naming the key, what was expected
-and what was received.
+Every setting of a run lives here, in one place. A YAML recipe (a shipped one,
+:mod:`cxr_keras.recipes`, or any file) is loaded with :func:`load_config`, command-line
+overrides (``--set data.batch_size=16``) are applied on top, and the result is checked
+early: unknown keys, wrong types and values outside their allowed choices raise
+:class:`ConfigError` naming the key, what was expected and what was received.
 
 Example:
     >>> cfg = config_from_dict({"name": "demo", "data": {"source": "folder", "root": "x"}})
@@ -52,6 +52,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "read_config_file",
     "resolve_path",
     "run_identity",
     "section_from_dict",
@@ -365,23 +366,74 @@ class Config:
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file, apply ``key.sub=value`` overrides, and validate it.
 
+    Input paths written in the file (``data.root``, ``data.csv``) are relative to the
+    file's folder (:func:`read_config_file`); paths in overrides are as the caller gives
+    them (relative to the working directory on the command line).
+
     Example:
-        >>> cfg = load_config("tuner_configs/demo.yaml", ["data.batch_size=8"])  # doctest: +SKIP
+        >>> cfg = load_config("configs/nih_multilabel.yaml", ["seed=1"])  # doctest: +SKIP
+    """
+    path = Path(path)
+    raw = apply_overrides(read_config_file(path), overrides or [])
+    data = raw.get("data")
+    if isinstance(data, dict) and "root" in data and data["root"] is None:
+        raise ConfigError(
+            f"{path}: data.root is not set: give the dataset's folder with --data PATH "
+            "(or --set data.root=PATH); the file's comments say what it expects"
+        )
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+#: the config keys that name input files or folders, resolved beside the config file
+RELATIVE_INPUTS = ("root", "csv")
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A config file's content as a plain dict, with its relative input paths (``data.root``
+    and ``data.csv``) made relative to the file's folder: a config travels with its data.
+    ``sample:``, ``~``, ``$VAR``, URLs and absolute paths are left as written.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "run.yaml").write_text("name: x\\ndata: {source: folder, root: xrays}")
+        >>> Path(read_config_file(folder / "run.yaml")["data"]["root"]) == folder / "xrays"
+        True
     """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a config file (a .yaml)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    raw = apply_overrides(raw, overrides or [])
-    try:
-        return config_from_dict(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in RELATIVE_INPUTS:
+            value = data.get(key)
+            if isinstance(value, list):
+                data[key] = [_beside(item, path.parent) for item in value]
+            elif value is not None:
+                data[key] = _beside(value, path.parent)
+    return raw
+
+
+def _beside(value, folder: Path):
+    """``value`` relative to ``folder`` when it is a plain relative path."""
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith(("sample:", "~", "$", "/")) or "://" in value:
+        return value
+    if Path(value).is_absolute():
+        return value
+    return os.path.normpath(folder / value)
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

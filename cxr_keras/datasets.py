@@ -17,7 +17,7 @@ co-occurrence, skipped files by reason), ``manifest.csv`` and ``skipped.csv`` (e
 left out, with the reason).
 
 Example:
-    python -m cxr_keras.datasets summary --config tuner_configs/demo.yaml
+    cxr-keras datasets summary --recipe demo
     python -m cxr_keras.datasets summary nih ~/data/NIH/Data_Entry_2017_v2020.csv
     python -m cxr_keras.datasets summary chexpert ~/CheXpert-v1.0-small --option frontal_only=true
 """
@@ -30,7 +30,9 @@ import sys
 from pathlib import Path
 
 from cxr_keras.cli import (
+    DefaultsHelpFormatter,
     add_config_arguments,
+    command_parser,
     config_from_args,
     run_cli,
     setup_logging,
@@ -67,12 +69,19 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.datasets", description="Dataset tools."
+    parser = command_parser(
+        "datasets",
+        __doc__,
+        examples=[
+            "cxr-keras datasets summary --recipe demo",
+            "cxr-keras datasets summary kermany ~/chest_xray",
+            "cxr-keras datasets download kermany --out data/",
+        ],
     )
     sub = parser.add_subparsers(dest="command", required=True)
     summary = sub.add_parser(
         "summary",
+        formatter_class=DefaultsHelpFormatter,
         help="counts of a configured dataset (--config) or of a named public one",
         description="Either --config RECIPE, or DATASET ROOT (a named public dataset's "
         "folder or label file).",
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     fetch = sub.add_parser(
         "download",
+        formatter_class=DefaultsHelpFormatter,
         help="download a public dataset with kagglehub (pip install 'cxr-keras[download]')",
     )
     fetch.add_argument("dataset", help=f"one of {', '.join(sorted(DOWNLOADS))} (or chexpert)")
@@ -106,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--force", action="store_true", help="download again even if cached")
     fetch.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=args.command == "summary")
     if args.command == "download":
         return _download(args.dataset, args.out, args.force)
     if (args.config is None) == (args.dataset is None):

@@ -18,6 +18,7 @@ import json
 
 from cxr_keras.cli import (
     add_prior_arguments,
+    command_parser,
     declared_prevalence,
     run_cli,
     setup_logging,
@@ -37,8 +38,14 @@ def _decision_rule(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.evaluate", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "evaluate",
+        __doc__,
+        examples=[
+            "cxr-keras evaluate --model runs/demo --calibrate",
+            "cxr-keras evaluate --model runs/demo --decision-rule sensitivity_0.9",
+            "cxr-keras evaluate --model kermany_pneumonia --data ~/chest_xray/test",
+        ],
     )
     parser.add_argument(
         "--model", required=True, help="an artifact folder (runs/<name>, models/<name>)"
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     add_prior_arguments(parser, effect="also report the metrics after correcting the answers to it")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=True)
     declared = declared_prevalence(args.prevalence)  # refused before a model loads
     result = evaluate(
         args.model,

@@ -8,10 +8,10 @@ What it does and writes: :mod:`cxr_keras.explanation.explain`, the stage this co
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from cxr_keras.cli import (
+    command_parser,
     run_cli,
     setup_logging,
 )
@@ -21,8 +21,13 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.explain", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "explain",
+        __doc__,
+        examples=[
+            "cxr-keras explain --model kermany_pneumonia chest.png study.dcm",
+            "cxr-keras explain --model runs/demo --checks --out runs/demo/explain",
+        ],
     )
     parser.add_argument("--model", required=True, help="an artifact folder")
     parser.add_argument("images", nargs="+", help="image or DICOM files")
@@ -37,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=True)
     summary = explain(
         args.model,
         args.images,

@@ -8,11 +8,11 @@ What it does and writes: :mod:`cxr_keras.serving.export`, the stage this command
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from cxr_keras.cli import (
+    command_parser,
     run_cli,
     setup_logging,
 )
@@ -22,8 +22,13 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.export", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "export",
+        __doc__,
+        examples=[
+            "cxr-keras export --model runs/demo --format onnx",
+            "cxr-keras export --model runs/demo --format litert --out deploy/",
+        ],
     )
     parser.add_argument("--model", required=True, help="an artifact folder")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS))
@@ -31,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", type=int, default=8, help="real films to compare (0: none)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=True)
     try:
         target = export_model(args.model, args.format, out=args.out, check=args.check)
     except ExportError as exc:

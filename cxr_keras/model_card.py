@@ -5,10 +5,9 @@ What it does and writes: :mod:`cxr_keras.artifact.model_card`, the stage this co
 
 from __future__ import annotations
 
-import argparse
-
 from cxr_keras.artifact.model_card import write_model_card
 from cxr_keras.cli import (
+    command_parser,
     run_cli,
     setup_logging,
 )
@@ -19,13 +18,17 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     from cxr_keras.artifact.store import load_artifact
 
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.model_card", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "model-card",
+        __doc__,
+        examples=[
+            "cxr-keras model-card --model runs/demo",
+        ],
     )
     parser.add_argument("--model", required=True, help="an artifact folder")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=True)
     print(write_model_card(load_artifact(args.model)))
     return 0
 

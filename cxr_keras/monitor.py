@@ -10,9 +10,7 @@ What it does and writes: :mod:`cxr_keras.serving.monitor`, the stage this comman
 
 from __future__ import annotations
 
-import argparse
-
-from cxr_keras.cli import run_cli, setup_logging
+from cxr_keras.cli import command_parser, run_cli, setup_logging
 from cxr_keras.evaluation.drift import VERDICTS
 from cxr_keras.serving.monitor import monitor
 
@@ -22,8 +20,15 @@ DRIFT_EXIT_CODE = 3  # 1 and 2 already say the run failed or was misused
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.monitor", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "monitor",
+        __doc__,
+        examples=[
+            "cxr-keras monitor --model kermany_pneumonia --log runs/audit/kermany_pneumonia.db "
+            "--out runs/drift",
+            "cxr-keras monitor --model runs/demo --log audit.db --out drift/ --since 2026-12-01 "
+            "--fail-on drift",
+        ],
     )
     parser.add_argument("--model", required=True, help="the artifact folder that answered")
     parser.add_argument("--log", required=True, help="its audit log (predict --log, the app)")

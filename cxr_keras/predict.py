@@ -9,10 +9,9 @@ What it does and writes: :mod:`cxr_keras.serving.predict`, the stage this comman
 
 from __future__ import annotations
 
-import argparse
-
 from cxr_keras.cli import (
     add_prior_arguments,
+    command_parser,
     declared_prevalence,
     run_cli,
     setup_logging,
@@ -23,8 +22,14 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.predict", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "predict",
+        __doc__,
+        examples=[
+            "cxr-keras predict --model kermany_pneumonia --out answers/ scans/",
+            "cxr-keras predict --model runs/demo --out answers/ --gradcam chest.dcm",
+            "cxr-keras predict --model kermany_pneumonia --out answers/ --runtime onnx scans/",
+        ],
     )
     parser.add_argument("--model", required=True, help="an artifact folder (models/<name>)")
     parser.add_argument("--out", required=True, help="folder for predictions.csv/.json")
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=args.runtime == "keras")
     document = predict(
         args.model,
         args.paths,

@@ -1,6 +1,6 @@
 """Run a published pipeline end to end from its recipe file.
 
-    python -m cxr_keras.recipe --config tuner_configs/<recipe>.yaml [--smoke]
+    cxr-keras recipe --recipe NAME|FILE [--data PATH] [--smoke]
         [--set KEY=VALUE ...] [--run-name NAME] [--overwrite]
 
 What it does and writes: :mod:`cxr_keras.workflow.recipe`, the stage this command line runs.
@@ -8,11 +8,13 @@ What it does and writes: :mod:`cxr_keras.workflow.recipe`, the stage this comman
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from cxr_keras.cli import (
     add_config_arguments,
+    command_parser,
+    config_overrides,
+    config_path,
     run_cli,
     setup_logging,
 )
@@ -22,8 +24,13 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.recipe", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "recipe",
+        __doc__,
+        examples=[
+            "cxr-keras recipe --recipe kermany_resnet50_tuned --data ~/chest_xray",
+            "cxr-keras recipe --recipe nih14_resnet50_lse --smoke",
+        ],
     )
     add_config_arguments(parser)
     parser.add_argument(
@@ -33,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="search and train afresh")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    overrides = [*args.overrides, *([f"name={args.run_name}"] if args.run_name else [])]
-    run = run_recipe(args.config, overrides=overrides, smoke=args.smoke, overwrite=args.overwrite)
+    setup_logging(args.verbose, tensorflow=True)
+    run = run_recipe(
+        config_path(args),
+        overrides=config_overrides(args),
+        smoke=args.smoke,
+        overwrite=args.overwrite,
+    )
     print(json.dumps({"report": run["report"], "seconds": run["seconds"]}, indent=2))
     return 0
 

@@ -1,6 +1,6 @@
 """``python -m cxr_keras.shard``: write a config's data as TFRecord shards.
 
-    python -m cxr_keras.shard --data tuner_configs/nih_multilabel.yaml --out runs/shards/nih \
+    cxr-keras shard --data configs/nih_multilabel.yaml --out runs/shards/nih \
         [--shard-size 1000] [--set KEY=VALUE ...]
 
 The config's data is read, verified and split by patient as training would; each image is
@@ -12,16 +12,24 @@ Train from it with ``--set data.source=shards --set data.root=OUT`` (same image 
 
 from __future__ import annotations
 
-import argparse
-
-from cxr_keras.cli import add_override_argument, config_from_args, run_cli, setup_logging
+from cxr_keras.cli import (
+    add_override_argument,
+    command_parser,
+    config_from_args,
+    run_cli,
+    setup_logging,
+)
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.shard", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "shard",
+        __doc__,
+        examples=[
+            "cxr-keras shard --data my_run.yaml --out shards/ --shard-size 1000",
+        ],
     )
     parser.add_argument("--data", dest="config", required=True, help="a config (YAML)")
     parser.add_argument("--out", required=True, help="the shard folder to write")
@@ -29,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     add_override_argument(parser)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, tensorflow=True)
     cfg = config_from_args(args)
     from cxr_keras.data.shard_writer import write_shards
 

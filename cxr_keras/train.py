@@ -1,6 +1,6 @@
 """``python -m cxr_keras.train``: train a classifier from one config and export its artifact.
 
-    python -m cxr_keras.train --config tuner_configs/demo.yaml [--set training.epochs=5]
+    cxr-keras train --recipe NAME|FILE [--data PATH] [--set training.epochs=5]
         [--run-name NAME] [--overwrite] [--export models/NAME]
 
 What it does and writes: :mod:`cxr_keras.training.train`, the stage this command line runs.
@@ -8,13 +8,20 @@ What it does and writes: :mod:`cxr_keras.training.train`, the stage this command
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shlex
 import sys
 
-from cxr_keras.cli import add_config_arguments, config_from_args, run_cli, setup_logging
+from cxr_keras.cli import (
+    add_config_arguments,
+    command_parser,
+    config_from_args,
+    config_overrides,
+    config_path,
+    run_cli,
+    setup_logging,
+)
 from cxr_keras.config import with_values
 
 __all__ = ["main"]
@@ -23,10 +30,22 @@ log = logging.getLogger("cxr_keras.train")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.train", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "train",
+        __doc__,
+        examples=[
+            "cxr-keras train --recipe demo",
+            "cxr-keras train --config my_run.yaml --set training.epochs=5 --run-name quick",
+            "cxr-keras train --recipe demo --from-tuning runs/demo",
+        ],
     )
     add_config_arguments(parser)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the recipe's smoke settings (recipe.smoke: tiny and fast, on the bundled sample "
+        "where the recipe names a layout) under <name>_smoke: checks an install",
+    )
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
     parser.add_argument(
         "--export", metavar="DIR", help="also copy the artifact there, e.g. models/<name>"
@@ -41,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a tuning run (runs/<name>) whose best values override the config",
     )
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = config_from_args(args)
+    setup_logging(args.verbose, tensorflow=True)
+    if args.smoke:
+        from cxr_keras.workflow.recipe import recipe_config
+
+        cfg = recipe_config(config_path(args), config_overrides(args), smoke=True)
+    else:
+        cfg = config_from_args(args)
     if args.hparams or args.from_tuning:
         from cxr_keras.training.tune import load_best_hparams
 

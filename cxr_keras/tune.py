@@ -1,7 +1,7 @@
 """``python -m cxr_keras.tune``: hyperparameter search with KerasTuner, from the same config
 as training; then ``python -m cxr_keras.train --from-tuning runs/<name>``.
 
-    python -m cxr_keras.tune --config tuner_configs/kermany_binary.yaml [--set ...]
+    cxr-keras tune --recipe NAME|FILE [--data PATH] [--set ...]
         [--run-name NAME] [--overwrite] [--workers N]
 
 What it does and writes: :mod:`cxr_keras.training.tune`, the stage this command line runs.
@@ -9,11 +9,18 @@ What it does and writes: :mod:`cxr_keras.training.tune`, the stage this command 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from cxr_keras.cli import add_config_arguments, config_from_args, run_cli, setup_logging
+from cxr_keras.cli import (
+    add_config_arguments,
+    command_parser,
+    config_from_args,
+    config_overrides,
+    config_path,
+    run_cli,
+    setup_logging,
+)
 from cxr_keras.training.trial_process import die_with_parent
 
 __all__ = ["main"]
@@ -41,10 +48,21 @@ def main(argv: list[str] | None = None) -> int:
 
         run_trial_process(argv[1])
         return 0
-    parser = argparse.ArgumentParser(
-        prog="python -m cxr_keras.tune", description=__doc__.split("\n\n")[0]
+    parser = command_parser(
+        "tune",
+        __doc__,
+        examples=[
+            "cxr-keras tune --recipe demo",
+            "cxr-keras tune --recipe kermany_resnet50_tuned --data ~/chest_xray --workers 2",
+        ],
     )
     add_config_arguments(parser)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the recipe's smoke settings (recipe.smoke: tiny and fast, on the bundled sample "
+        "where the recipe names a layout) under <name>_smoke: checks an install",
+    )
     parser.add_argument("--overwrite", action="store_true", help="discard an earlier search")
     parser.add_argument(
         "--workers",
@@ -54,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         help="distributed: a chief and N workers on this machine",
     )
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = config_from_args(args)
+    setup_logging(args.verbose, tensorflow=True)
+    if args.smoke:
+        from cxr_keras.workflow.recipe import recipe_config
+
+        cfg = recipe_config(config_path(args), config_overrides(args), smoke=True)
+    else:
+        cfg = config_from_args(args)
     from cxr_keras.training.tune import tune, tune_distributed
 
     if args.workers > 0:

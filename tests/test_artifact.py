@@ -11,6 +11,7 @@ import pytest
 
 from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.artifact.store import ArtifactError, copy_artifact, load_artifact
+from cxr_keras.pretrained import PRETRAINED_FOLDER
 
 
 @pytest.fixture
@@ -58,8 +59,24 @@ def test_damaged_model_and_missing_files(broken, tmp_path):
     (path / "model.keras").write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="cannot load the model"):
         load_artifact(path)
-    with pytest.raises(ArtifactError, match="not a model artifact"):
+    with pytest.raises(ArtifactError, match="no such artifact folder, and not a shipped model"):
         load_artifact(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError, match="not a model artifact"):
+        load_artifact(tmp_path / "empty")
+    # the model file named instead of its folder: the error says which folder to pass
+    with pytest.raises(ArtifactError, match=f"pass its folder: --model {path}"):
+        load_artifact(path / "model.keras")
+
+
+def test_a_shipped_model_is_found_by_name_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    artifact = load_artifact("kermany_pneumonia")
+    assert artifact.path == PRETRAINED_FOLDER / "kermany_pneumonia"
+    assert artifact.labels == ["PNEUMONIA"]
+    (tmp_path / "kermany_pneumonia").mkdir()  # a folder of that name here is what is meant
+    with pytest.raises(ArtifactError, match="not a model artifact"):
+        load_artifact("kermany_pneumonia")
 
 
 def test_old_schema_gets_documented_defaults(broken):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from cxr_keras.config import apply_overrides, config_from_dict, load_config
+from cxr_keras.config import apply_overrides, config_from_dict, load_config, read_config_file
 from cxr_keras.core.errors import ConfigError
 from cxr_keras.core.paths import resolve_path
 from cxr_keras.core.serialize import config_to_dict
+from cxr_keras.recipes import RECIPES_FOLDER, find_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"name": "t", "data": {"source": "folder", "root": "sample:kermany"}}
@@ -17,7 +18,7 @@ BASE = {"name": "t", "data": {"source": "folder", "root": "sample:kermany"}}
 
 def test_demo_config_loads_with_overrides():
     cfg = load_config(
-        REPO / "tuner_configs" / "demo.yaml",
+        find_recipe("demo"),
         ["data.batch_size=8", "image.size=[96, 112]", "augment.flip=true"],
     )
     assert cfg.data.batch_size == 8
@@ -125,22 +126,57 @@ def test_dicom_window_width_must_be_positive():
 
 
 @pytest.mark.parametrize(
-    "recipe", sorted((REPO / "tuner_configs").glob("*.yaml")), ids=lambda p: p.stem
+    "recipe",
+    sorted([*RECIPES_FOLDER.glob("*.yaml"), *(REPO / "configs").glob("*.yaml")]),
+    ids=lambda p: p.stem,
 )
 def test_every_recipe_is_valid_and_names_existing_data(recipe):
-    cfg = load_config(recipe)
-    if cfg.recipe.smoke_layout:
-        # a published pipeline: it reads the user's download of its dataset, and its smoke
-        # run on the bundled sample is tested in tests/test_recipes.py
-        assert cfg.recipe.smoke and not cfg.data.root.startswith(("/", "~"))
+    if read_config_file(recipe)["data"]["root"] is None:
+        # a published pipeline: it reads the user's download of its dataset (--data), and
+        # its smoke run on the bundled sample is tested in tests/test_recipes.py
+        with pytest.raises(ConfigError, match="--data PATH"):
+            load_config(recipe)
+        cfg = load_config(recipe, ["data.root=somewhere"])
+        assert cfg.recipe.smoke and cfg.recipe.smoke_layout
         return
-    assert cfg.search is not None and cfg.search.space  # every development recipe tunes
+    cfg = load_config(recipe)
+    assert recipe.parent == RECIPES_FOLDER or (cfg.search is not None and cfg.search.space)
     roots = cfg.data.root if isinstance(cfg.data.root, list) else [cfg.data.root]
     for value in (*roots, cfg.data.csv):
         if value and not value.startswith("sample:") and not (REPO.parent / "shared").is_dir():
             pytest.skip("the shared data packs are not here")
-        if value:
-            assert resolve_path(value if value.startswith("sample:") else REPO / value).exists()
+        if value:  # relative to the config file, as loading made them
+            assert resolve_path(value).exists()
+
+
+def test_paths_in_a_config_file_are_relative_to_it_and_overrides_to_the_caller(tmp_path):
+    (tmp_path / "project" / "xrays").mkdir(parents=True)
+    config = tmp_path / "project" / "run.yaml"
+    config.write_text(
+        "name: run\ndata: {source: csv, root: xrays, csv: labels/train.csv}\n", encoding="utf-8"
+    )
+    cfg = load_config(config)
+    assert Path(cfg.data.root) == tmp_path / "project" / "xrays"
+    assert Path(cfg.data.csv) == tmp_path / "project" / "labels" / "train.csv"
+    # what the caller passes stays as given (the command line makes it absolute)
+    assert load_config(config, ["data.root=elsewhere"]).data.root == "elsewhere"
+    for kept in ("sample:kermany", "~/xrays", "$HOME/xrays", "gs://bucket/x", "/abs/x"):
+        config.write_text(f"name: run\ndata: {{source: folder, root: '{kept}'}}\n")
+        assert load_config(config).data.root == kept
+
+
+def test_a_recipe_is_found_by_name_or_path(tmp_path):
+    assert find_recipe("demo") == RECIPES_FOLDER / "demo.yaml"
+    assert find_recipe("kermany-resnet50") == RECIPES_FOLDER / "kermany_resnet50_tuned.yaml"
+    mine = tmp_path / "demo.yaml"
+    mine.write_text("name: x\n")
+    assert find_recipe(mine) == mine  # a file wins over a recipe of the same name
+    with pytest.raises(ConfigError, match="ambiguous: kermany_customcnn_baseline, "):
+        find_recipe("kermany")
+    with pytest.raises(ConfigError, match="the recipes: chexpert_densenet121_focal"):
+        find_recipe("pneumonia")
+    with pytest.raises(ConfigError, match="config file not found"):
+        find_recipe("missing/run.yaml")
 
 
 def test_label_map_and_exclude_are_checked():

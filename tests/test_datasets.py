@@ -226,9 +226,11 @@ def test_rsna_matches_dicom_files_by_patient_id(tmp_path, label_files, shared_da
 
 
 def test_kermany_adapter_on_the_real_pack(shared_data):
-    df = kermany_source(shared_data / "kermany_pneumonia")
+    df = kermany_source(shared_data / "kermany_pneumonia", official_val=True)
     assert len(df) == 1566
     assert df["split"].value_counts().to_dict() == {"train": 1321, "val": 245}
+    # by default the val folder joins train, and validation is carved by patient later
+    assert set(kermany_source(shared_data / "kermany_pneumonia")["split"]) == {"train"}
     assert df.loc[df["PNEUMONIA"] == 1, "subtype"].value_counts().to_dict() == {
         "bacteria": 769,
         "virus": 394,
@@ -254,11 +256,13 @@ def test_kermany_kaggle_archive_layout(tmp_path, shared_data):
             for path in paths:
                 shutil.copy(path, inner / split / cls / path.name)
     (tmp_path / "chest_xray" / "__MACOSX" / "chest_xray").mkdir(parents=True)
-    df = kermany_source(tmp_path)
+    df = kermany_source(tmp_path, official_val=True)
     assert df["split"].value_counts().to_dict() == {"train": 4, "val": 4, "test": 4}
     check_patient_disjoint(df)  # the same file name in two splits is two patients
-    merged = kermany_source(tmp_path, official_val=False)
-    assert set(merged["split"]) == {"train", "test"}
+    # by default the official val folder (16 films in the release) joins train
+    merged = kermany_source(tmp_path)
+    assert merged["split"].value_counts().to_dict() == {"train": 8, "test": 4}
+    assert any("carved by patient" in note for note in merged.attrs["notes"])
 
 
 # --------------------------------------------------------------------------- config, CLI

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from cxr_keras.recipes import RECIPES_FOLDER
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +32,7 @@ def test_summary_on_the_bundled_sample(tmp_path):
         [
             "summary",
             "--config",
-            str(REPO / "tuner_configs" / "demo.yaml"),
+            str(RECIPES_FOLDER / "demo.yaml"),
             "--run-name",
             "clitest",
             "--set",

@@ -23,12 +23,13 @@ from cxr_keras.artifact.store import copy_artifact, load_artifact, write_meta
 from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.data.io import load_image
 from cxr_keras.data.numpy_io import load_image_numpy
+from cxr_keras.pretrained import PRETRAINED_FOLDER
 from cxr_keras.sample_data import sample_files
 from cxr_keras.serving.light_predictor import ExportedPredictor
 from cxr_keras.serving.predict import predict
 from tests.conftest import REPO, subprocess_env
 
-SHIPPED = REPO / "models" / "kermany_pneumonia"
+SHIPPED = PRETRAINED_FOLDER / "kermany_pneumonia"
 SPECS = [
     ImageSpec(size=224),  # the shipped model's: squash
     ImageSpec(size=128, resize="pad", crop_borders=True),

@@ -1,4 +1,4 @@
-"""The published-pipeline recipes in tuner_configs/: each smoke run goes end to end on the
+"""The published-pipeline recipes (cxr_keras/recipes/): each smoke run goes end to end on the
 bundled sample written in its dataset's layout, through the real adapter, and leaves its
 report, plots and heatmaps. Runs in-process in one scratch folder (the layouts are shared)."""
 
@@ -14,10 +14,10 @@ import pytest
 
 from cxr_keras.artifact.store import load_artifact
 from cxr_keras.core.errors import ConfigError
+from cxr_keras.recipes import RECIPES_FOLDER
 from cxr_keras.workflow.recipe import recipe_config, run_recipe
-from tests.conftest import REPO
 
-RECIPES = REPO / "tuner_configs"
+RECIPES = RECIPES_FOLDER
 PNG = b"\x89PNG"
 
 
@@ -64,7 +64,7 @@ def test_every_recipe_has_a_smoke_section_and_a_gpu_setting(scratch):
         "kermany_customcnn_vs_resnet",
     ):
         assert recipe in names
-        full = recipe_config(RECIPES / f"{recipe}.yaml")
+        full = recipe_config(RECIPES / f"{recipe}.yaml", ["data.root=unread"])
         assert full.recipe.smoke and full.recipe.smoke_layout
         assert full.model.weights == "imagenet" and full.training.mixed_precision == "auto"
         assert not full.training.run_eagerly  # only the smoke run trades speed for no graph

@@ -16,7 +16,8 @@ from cxr_keras.data.pipeline import make_dataset, make_indexed_dataset
 from cxr_keras.data.settings import DataConfig, SplitConfig
 from cxr_keras.data.shard_reader import read_index
 from cxr_keras.data.shard_writer import write_shards
-from tests.conftest import REPO, subprocess_env
+from cxr_keras.recipes import RECIPES_FOLDER
+from tests.conftest import subprocess_env
 
 SPEC = ImageSpec(size=48)
 DATA = DataConfig(source="folder", root="sample:kermany", split=SplitConfig(val=0.2, test=0.1))
@@ -126,7 +127,7 @@ def test_shard_cli_then_train_and_evaluate_without_the_original_files(tmp_path):
             "-m",
             "cxr_keras.shard",
             "--data",
-            str(REPO / "tuner_configs" / "demo.yaml"),
+            str(RECIPES_FOLDER / "demo.yaml"),
             "--out",
             str(out),
             "--shard-size",
@@ -147,7 +148,7 @@ def test_shard_cli_then_train_and_evaluate_without_the_original_files(tmp_path):
     assert sum(s["images"] for s in index["splits"].values()) == 262
     shutil.rmtree(films)  # as on a cluster: only the shards travel
     cfg = load_config(
-        REPO / "tuner_configs" / "demo.yaml",
+        RECIPES_FOLDER / "demo.yaml",
         [
             "data.source=shards",
             f"data.root={out}",

@@ -1,5 +1,6 @@
-"""The shipped model, models/kermany_pneumonia: small, documented by its own validation
-figures, and served by every stage (predict, explain, the app's case analysis)."""
+"""The shipped model, kermany_pneumonia (cxr_keras/pretrained/): small, documented by its
+own validation figures, and served by every stage (predict, explain, the app's case
+analysis)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from sklearn.metrics import roc_auc_score
 
 from cxr_keras.artifact.predictor import Predictor
 from cxr_keras.artifact.store import load_artifact
+from cxr_keras.pretrained import PRETRAINED_FOLDER
 from cxr_keras.sample_data import sample_files, sample_path
-from tests.conftest import REPO
 
-MODEL = REPO / "models" / "kermany_pneumonia"
+MODEL = PRETRAINED_FOLDER / "kermany_pneumonia"
 COMMAND = (
     "python -m cxr_keras.train --config tuner_configs/kermany_robust.yaml "
     "--export models/kermany_pneumonia"

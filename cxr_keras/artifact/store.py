@@ -13,7 +13,7 @@ resize, label order or threshold at prediction time than at training time cannot
 fields with documented defaults (:func:`upgrade_meta`).
 
 Example:
-    >>> artifact = load_artifact("models/kermany_pneumonia")  # doctest: +SKIP
+    >>> artifact = load_artifact("kermany_pneumonia")  # doctest: +SKIP
     >>> artifact.labels, artifact.image_spec.size  # doctest: +SKIP
     (['PNEUMONIA'], (224, 224))
 """
@@ -30,11 +30,13 @@ from pathlib import Path
 
 from cxr_keras.core.image_spec import ImageSpec
 from cxr_keras.core.serialize import section_from_dict
+from cxr_keras.pretrained import PRETRAINED_FOLDER, pretrained_names
 
 __all__ = [
     "SCHEMA_VERSION",
     "Artifact",
     "ArtifactError",
+    "artifact_folder",
     "copy_artifact",
     "library_versions",
     "load_artifact",
@@ -52,6 +54,30 @@ CARD_FILE = "MODEL_CARD.md"  # written by cxr_keras.model_card
 
 class ArtifactError(ValueError):
     """A directory is not a usable cxr-keras model artifact."""
+
+
+def artifact_folder(model: str | os.PathLike) -> Path:
+    """The artifact folder ``--model`` names: a folder as given, else a shipped model of
+    that name (:mod:`cxr_keras.pretrained`). A file of an artifact (its ``model.keras``)
+    is refused with the folder to pass instead.
+
+    Example:
+        >>> artifact_folder("kermany_pneumonia").parent.name
+        'pretrained'
+    """
+    path = Path(os.path.expanduser(str(model)))
+    if path.is_dir():
+        return path
+    if path.is_file():
+        hint = f"pass its folder: --model {path.parent}" if path.parent.name else "a folder"
+        raise ArtifactError(f"{path}: a file; a model artifact is a folder ({hint})")
+    if path.name == str(model) and (PRETRAINED_FOLDER / path.name / META_FILE).is_file():
+        return PRETRAINED_FOLDER / path.name
+    shipped = ", ".join(pretrained_names())
+    raise ArtifactError(
+        f"{model}: no such artifact folder, and not a shipped model ({shipped}); train one "
+        "with cxr-keras train"
+    )
 
 
 @dataclass
@@ -258,7 +284,7 @@ def copy_artifact(source: str | os.PathLike, destination: str | os.PathLike) -> 
 def load_meta(directory: str | os.PathLike) -> dict:
     """An artifact's description (``cxr_model.json``, upgraded to the current schema)
     without loading its model: for what needs no Keras (the monitor)."""
-    path = Path(directory) / META_FILE
+    path = artifact_folder(directory) / META_FILE
     if not path.is_file():
         raise ArtifactError(f"{directory}: not a model artifact (no {META_FILE})")
     try:
@@ -277,12 +303,12 @@ def load_artifact(directory: str | os.PathLike, compile: bool = False) -> Artifa
     import cxr_keras.models.layers
     import cxr_keras.models.losses  # noqa: F401  (registers the loss and metrics)
 
-    directory = Path(directory)
+    directory = artifact_folder(directory)
     meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
     if not meta_path.is_file() or not model_path.is_file():
         raise ArtifactError(
             f"{directory}: not a model artifact (needs {MODEL_FILE} and "
-            f"{META_FILE}); train one with python -m cxr_keras.train"
+            f"{META_FILE}); train one with cxr-keras train"
         )
     meta = load_meta(directory)
     try:

@@ -23,7 +23,7 @@ from cxr_keras.data.manifest import skipped_summary
 from cxr_keras.data.settings import DataConfig
 from cxr_keras.data.shard_reader import shard_source
 from cxr_keras.data.sources import csv_source, dicom_source, folder_source
-from cxr_keras.data.splits import assign_splits
+from cxr_keras.data.splits import assign_splits, note_small_validation
 from cxr_keras.data.verify import verify_files
 
 __all__ = ["load_manifest", "prepare_data"]
@@ -154,4 +154,4 @@ def prepare_data(
             f"no usable images in {data.root} "
             f"(skipped: {skipped_summary(manifest) or 'none found'})"
         )
-    return assign_splits(manifest, data.split, seed)
+    return note_small_validation(assign_splits(manifest, data.split, seed))

@@ -26,9 +26,11 @@ from cxr_keras.data.manifest import manifest_labels
 from cxr_keras.data.settings import SplitConfig
 
 __all__ = [
+    "MIN_VALIDATION_IMAGES",
     "PatientLeakageError",
     "assign_splits",
     "check_patient_disjoint",
+    "note_small_validation",
     "split_by_patient",
     "split_frame",
     "thin_train",
@@ -198,6 +200,35 @@ def thin_train(manifest: pd.DataFrame, *, fraction: float, seed: int = 42, strat
         *manifest.attrs.get("notes", []),
         f"train_fraction {fraction:g}: {len(dropped)} of {len(train)} training images left out",
     ]
+    return out
+
+
+#: below this, a validation split is warned about in the run log and noted on the card
+MIN_VALIDATION_IMAGES = 100
+
+
+def note_small_validation(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Warn (log and ``attrs["notes"]``, which reach the model card) when the validation
+    split has fewer than :data:`MIN_VALIDATION_IMAGES` images: early stopping, the
+    temperature and the decision thresholds are all chosen on it.
+
+    Example:
+        >>> df = pd.DataFrame({"path": ["a", "b", "c"], "split": ["train", "val", "test"]})
+        >>> note_small_validation(df).attrs["notes"][0].split(":")[0]
+        'the validation split has 1 image'
+    """
+    images = int((manifest["split"] == "val").sum())
+    if images >= MIN_VALIDATION_IMAGES:
+        return manifest
+    note = (
+        f"the validation split has {images} image{'s' if images != 1 else ''}: fewer than "
+        f"{MIN_VALIDATION_IMAGES}, so early stopping, the temperature and the decision "
+        "thresholds chosen on it are noisy; carve a larger one from the training patients "
+        "(data.split.val)"
+    )
+    log.warning(note)
+    out = manifest.copy()
+    out.attrs = {**manifest.attrs, "notes": [*manifest.attrs.get("notes", []), note]}
     return out
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr_keras.pretrained import PRETRAINED_FOLDER
+
 __all__ = ["evaluate", "report_folder"]
 
 log = logging.getLogger("cxr_keras.evaluate")
@@ -42,8 +44,10 @@ SUBGROUP_COLUMNS = {
 
 
 def is_shipped(path: str | os.PathLike) -> bool:
-    """True for an artifact under a ``models/`` folder (the shipped models)."""
-    return Path(path).resolve().parent.name == "models"
+    """True for a shipped model (:mod:`cxr_keras.pretrained`) or an artifact under a
+    ``models/`` folder (where a project keeps the models it hands out)."""
+    parent = Path(path).resolve().parent
+    return parent == PRETRAINED_FOLDER or parent.name == "models"
 
 
 def report_folder(artifact_path: str | os.PathLike, split: str, data=None) -> Path:

@@ -15,7 +15,7 @@ TensorFlow's (seconds). Grad-CAM and MC-dropout referral need the Keras model: t
 path.
 
 Example:
-    >>> predictor = ExportedPredictor.from_artifact("models/kermany_pneumonia")  # doctest: +SKIP
+    >>> predictor = ExportedPredictor.from_artifact("kermany_pneumonia")  # doctest: +SKIP
     >>> predictor.predict_files(["chest.png"]).decisions  # doctest: +SKIP
     array([[ True]])
 """
@@ -32,7 +32,7 @@ import numpy as np
 
 from cxr_keras.artifact.audit_log import AuditLog
 from cxr_keras.artifact.predictor import ModelOutputs, Predictor
-from cxr_keras.artifact.store import Artifact, load_meta
+from cxr_keras.artifact.store import Artifact, artifact_folder, load_meta
 from cxr_keras.core.install import MissingExtraError
 from cxr_keras.data.input_checks import batch_statistics
 from cxr_keras.serving.export import SIDECAR
@@ -49,7 +49,7 @@ EXPORT_FOLDERS = {"onnx": Path("export") / "onnx", "litert": Path("export") / "l
 def light_artifact(path: str | os.PathLike) -> Artifact:
     """An artifact's description without its Keras model (``model`` is None): what the
     Predictor's decision logic reads, loaded without TensorFlow."""
-    path = Path(path)
+    path = artifact_folder(path)
     return Artifact(model=None, meta=load_meta(path), path=path)
 
 

@@ -20,7 +20,7 @@ worst of all; ``python -m cxr_keras.monitor --fail-on drift`` exits 3 on it, for
 scheduler to alert.
 
 Example:
-    >>> result = monitor("models/kermany_pneumonia", log="runs/audit/kermany.db",
+    >>> result = monitor("kermany_pneumonia", log="runs/audit/kermany.db",
     ...                  out="runs/monitor")  # doctest: +SKIP
     >>> result["verdict"]  # doctest: +SKIP
     'stable'

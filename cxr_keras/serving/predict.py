@@ -14,7 +14,7 @@ with the reason (in the JSON, the log and the exit summary) and the others still
 answers. Identifying DICOM tags are never read into any output.
 
 Example:
-    >>> answers = predict("models/kermany_pneumonia", ["chest.png"], out="out")  # doctest: +SKIP
+    >>> answers = predict("kermany_pneumonia", ["chest.png"], out="out")  # doctest: +SKIP
     >>> answers["files"][0]["decision"]  # doctest: +SKIP
     'PNEUMONIA'
 """
@@ -167,6 +167,13 @@ def predict(
         raise ValueError("--gradcam needs the Keras model's gradients: use --runtime keras")
     if light and mc_passes:
         raise ValueError("--mc-passes needs the Keras model's dropout: use --runtime keras")
+    files, problems = collect_files(paths)  # before the model loads: a typo fails at once
+    if not files:
+        found = "; ".join(f"{p['file']}: {p['reason']}" for p in problems[:5])
+        raise ValueError(
+            f"nothing to predict in {', '.join(map(str, paths))}: no PNG, JPEG or DICOM file"
+            + (f" ({found})" if found else "")
+        )
     audit = AuditLog(log) if log is not None else None  # opened first: a bad path fails early
     if light:
         from cxr_keras.serving.light_predictor import ExportedPredictor, light_artifact
@@ -192,7 +199,6 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
 
     shift = None
-    files, problems = collect_files(paths)
     manifest = new_manifest([{"path": str(f)} for f in files], labels=[])
     if len(manifest):
         manifest = verify_files(manifest, artifact.image_spec)  # header check, reasons kept

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Sequence
 
@@ -41,11 +42,23 @@ __all__ = [
     "learning_rate_for",
     "make_loss",
     "make_optimizer",
+    "progress_bars",
     "quiet_dataset_notes",
     "schedule_callbacks",
     "steps_per_epoch",
     "use_mixed_precision",
 ]
+
+
+def progress_bars(progress: bool | None) -> bool:
+    """Whether Keras draws its progress bar: ``None`` means on a terminal only, so a log
+    file gets one line per epoch instead of a bar redrawn thousands of times.
+
+    Example:
+        >>> progress_bars(True), progress_bars(False)
+        (True, False)
+    """
+    return sys.stdout.isatty() if progress is None else bool(progress)
 
 
 def use_mixed_precision(setting: str) -> bool:

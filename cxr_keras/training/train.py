@@ -69,6 +69,7 @@ from cxr_keras.training.fit import (
     fit_datasets,
     learning_rate_for,
     make_loss,
+    progress_bars,
     quiet_dataset_notes,
     schedule_callbacks,
     use_mixed_precision,
@@ -226,7 +227,7 @@ def train(
     *,
     overwrite: bool = False,
     export_to: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     run_dir: str | os.PathLike | None = None,
     command: str | None = None,
 ) -> Artifact:
@@ -235,17 +236,20 @@ def train(
     Resumes an interrupted run of the same config; returns the finished artifact at once
     when the run is already complete. ``export_to`` also copies the artifact there (e.g.
     ``models/<name>``); ``run_dir`` replaces ``runs/<name>``; ``command`` (the command line
-    that reproduces the run) is recorded for the model card.
+    that reproduces the run) is recorded for the model card. ``progress``: Keras' progress
+    bar (None: on a terminal only; otherwise one line per epoch, as in a log file).
 
     Example:
         >>> from cxr_keras.config import load_config
-        >>> artifact = train(load_config("tuner_configs/demo.yaml"))  # doctest: +SKIP
+        >>> from cxr_keras.recipes import find_recipe
+        >>> artifact = train(load_config(find_recipe("demo")))  # doctest: +SKIP
         >>> artifact.labels  # doctest: +SKIP
         ['PNEUMONIA']
     """
     import keras
     import tensorflow as tf
 
+    progress = progress_bars(progress)
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     work = run_dir / "train"
     if overwrite:

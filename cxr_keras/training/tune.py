@@ -59,6 +59,7 @@ from cxr_keras.training.fit import (
     fit_datasets,
     learning_rate_for,
     make_loss,
+    progress_bars,
     quiet_dataset_notes,
     schedule_callbacks,
     steps_per_epoch,
@@ -605,18 +606,22 @@ def tune(
     cfg: Config,
     *,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     run_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Run (or continue) the configured search; write and return the best values.
+    ``progress``: Keras' progress bar (None: on a terminal only; otherwise one line per
+    epoch).
 
     Example:
         >>> from cxr_keras.config import load_config
-        >>> tune(load_config("tuner_configs/demo.yaml"))["hyperparameters"]  # doctest: +SKIP
+        >>> from cxr_keras.recipes import find_recipe
+        >>> tune(load_config(find_recipe("demo")))["hyperparameters"]  # doctest: +SKIP
         {'model.dropout': 0.2, 'training.learning_rate': 0.0031}
     """
     if cfg.search is None or not cfg.search.space:
         raise ConfigError("the config has no search: section with a space to search")
+    progress = progress_bars(progress)
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     directory = run_dir / "tune"
     chief_or_local = os.environ.get("KERASTUNER_TUNER_ID", "chief").startswith("chief")

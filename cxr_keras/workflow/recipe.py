@@ -25,7 +25,7 @@ search), and the bundled sample is written in the dataset's own layout
 recipe's real adapter. A smoke run checks the pipeline, not the model.
 
 Example:
-    >>> run = run_recipe("tuner_configs/rsna_resnet50_binary.yaml", smoke=True)  # doctest: +SKIP
+    >>> run = run_recipe(find_recipe("rsna_resnet50_binary"), smoke=True)  # doctest: +SKIP
     >>> run["report"]  # doctest: +SKIP
     'runs/rsna_resnet50_binary_smoke/recipe/report.md'
 """
@@ -42,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxr_keras.config import Config, load_config
+from cxr_keras.config import Config, apply_overrides, load_config, read_config_file
 from cxr_keras.core.result_names import THRESHOLD_METRICS
 
 __all__ = ["recipe_config", "run_recipe"]
@@ -67,18 +67,21 @@ def recipe_config(
     and the run named ``<name>_smoke``. ``overrides`` (``key=value``) come last.
 
     Example:
-        >>> cfg = recipe_config("tuner_configs/kermany_resnet50_tuned.yaml")  # doctest: +SKIP
+        >>> cfg = recipe_config(find_recipe("kermany_resnet50_tuned"), smoke=True)  # doctest: +SKIP
     """
     overrides = list(overrides)
-    cfg = load_config(path, overrides)
     if not smoke:
-        return cfg
+        return load_config(path, overrides)
     from cxr_keras.data.sample_layouts import write_layout
 
-    shrink = [_override(k, v) for k, v in cfg.recipe.smoke.items()]
-    layout = cfg.recipe.smoke_layout
+    # read before validating: a recipe whose data is not bundled has no data.root yet
+    raw = apply_overrides(read_config_file(path), overrides)
+    recipe = raw.get("recipe") or {}
+    shrink = [_override(k, v) for k, v in (recipe.get("smoke") or {}).items()]
+    layout = recipe.get("smoke_layout")
     data = write_layout(layout, SMOKE_DATA / layout) if layout else {}
-    name = [] if any(o.startswith("name=") for o in overrides) else [f"name={cfg.name}_smoke"]
+    named = any(o.startswith("name=") for o in overrides)
+    name = [] if named else [_override("name", f"{raw.get('name')}_smoke")]
     return load_config(
         path, [*shrink, *(_override(k, v) for k, v in data.items()), *name, *overrides]
     )

@@ -63,7 +63,7 @@ def kermany_source(
     *,
     labels: Iterable[str] | None = None,
     task: str = "pneumonia",
-    official_val: bool = True,
+    official_val: bool = False,
 ) -> pd.DataFrame:
     """Kermany et al. "Chest X-Ray Images (Pneumonia)" as Kaggle and Mendeley ship it.
 
@@ -72,9 +72,11 @@ def kermany_source(
     kept; patient ids (``personN``, ``IM-NNNN``) are only unique within one official split,
     so they are prefixed with it. ``subtype`` (bacteria / virus / normal) comes from the
     file name. ``task``: ``pneumonia`` (one label ``PNEUMONIA``) or ``subtype`` (one-vs-rest
-    ``Bacterial Pneumonia`` and ``Viral Pneumonia``). ``official_val=False`` moves the
-    official val folder (16 images) into train, so a validation split is carved from the
-    training patients instead (``data.split.val``). ``labels`` picks some of the task's.
+    ``Bacterial Pneumonia`` and ``Viral Pneumonia``). The official val folder holds 16
+    images, too few to stop early or choose a threshold on: by default it joins train and
+    a validation split is carved from the training patients (``data.split.val``);
+    ``official_val=True`` keeps it as the validation split. ``labels`` picks some of the
+    task's.
 
     Example:
         >>> from cxr_keras.sample_data import sample_path
