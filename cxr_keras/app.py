@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="an artifact folder (models/<name>)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int, default=7860, help="the port to listen on")
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes for referral (0: off)")
     parser.add_argument(
         "--max-mb",
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     logging_choice.add_argument(
         "--no-log", action="store_true", help="keep no audit log of the answers"
     )
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose, tensorflow=True)
     # SIGTERM (a service manager's stop) ends the server like Ctrl-C does, so the exit

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "cxr-keras datasets download kermany --out data/",
         ],
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do")
     summary = sub.add_parser(
         "summary",
         formatter_class=DefaultsHelpFormatter,

@@ -56,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="train, val, test or all (default test)")
     parser.add_argument("--out", help="report folder (default <artifact>/evaluation/<split>)")
     parser.add_argument("--calibrate", action="store_true", help="fit temperatures on validation")
-    parser.add_argument("--min-sensitivity", type=float, default=0.95)
+    parser.add_argument(
+        "--min-sensitivity",
+        type=float,
+        default=0.95,
+        help="the sensitivity floor of the screening threshold (rule sensitivity_<X>)",
+    )
     parser.add_argument(
         "--referral-band", type=float, help="refer within this distance of the threshold"
     )
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument(
         "--update-model", action="store_true", help="allow updating an artifact under models/"
     )
@@ -122,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         "of --stress (stressed: fitted to how the scores behave under those shifts too)",
     )
     add_prior_arguments(parser, effect="also report the metrics after correcting the answers to it")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose, tensorflow=True)
     declared = declared_prevalence(args.prevalence)  # refused before a model loads

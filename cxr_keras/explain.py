@@ -33,14 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", help="image or DICOM files")
     parser.add_argument("--label", action="append", help="a label to explain (repeatable)")
     parser.add_argument("--layers", help="comma-separated target layers (default: the last conv)")
-    parser.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"])
+    parser.add_argument(
+        "--method",
+        default="gradcam",
+        choices=["gradcam", "gradcam++"],
+        help="the heatmap method",
+    )
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes (0: off)")
     parser.add_argument("--out", help="output folder (default runs/<name>/explain)")
     parser.add_argument("--boxes", help="a CSV of boxes (NIH bbox.csv layout) to score against")
     parser.add_argument(
         "--checks", action="store_true", help="randomisation check and deletion/insertion"
     )
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose, tensorflow=True)
     summary = explain(

@@ -31,10 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     parser.add_argument("--model", required=True, help="an artifact folder")
-    parser.add_argument("--format", required=True, choices=sorted(FORMATS))
+    parser.add_argument(
+        "--format", required=True, choices=sorted(FORMATS), help="the exported format"
+    )
     parser.add_argument("--out", help="output folder (default <artifact>/export/<format>)")
     parser.add_argument("--check", type=int, default=8, help="real films to compare (0: none)")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose, tensorflow=True)
     try:

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     parser.add_argument("--model", required=True, help="an artifact folder")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose, tensorflow=True)
     print(write_model_card(load_artifact(args.model)))

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=VERDICTS[1:],
         help=f"exit {DRIFT_EXIT_CODE} when the verdict is this or worse",
     )
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     result = monitor(

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also write Grad-CAM overlays (the keras runtime only)",
     )
     parser.add_argument("--mc-passes", type=int, help="MC-dropout passes (0: off)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument(
         "--runtime",
         choices=list(RUNTIMES),
@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     add_prior_arguments(
         parser, effect="correct probabilities and decisions to it (writes prevalence.json)"
     )
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose, tensorflow=args.runtime == "keras")
     document = predict(
