@@ -22,7 +22,6 @@ FULL_EXTRA_MODULES = frozenset(
         "scipy",
         "sklearn",
         "matplotlib",
-        "cv2",
         "tqdm",
     }
 )

@@ -59,10 +59,36 @@ SHIFTS = {
 }
 
 
+def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of an (H, W) film, reflecting at the edges without repeating the
+    edge pixel, over 4 sigmas each side (OpenCV's ``GaussianBlur`` with a sigma)."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(np.asarray(image, np.float32), sigma, mode="mirror", truncate=4.0)
+
+
+def _rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """An (H, W) film rotated counter-clockwise about its centre, bilinear, black outside
+    (OpenCV's ``getRotationMatrix2D`` and ``warpAffine``)."""
+    from scipy.ndimage import affine_transform
+
+    h, w = image.shape
+    angle = np.deg2rad(degrees)
+    cos, sin = np.cos(angle), np.sin(angle)
+    # output (row, col) -> input (row, col): the inverse rotation about (h / 2, w / 2)
+    matrix = np.array([[cos, sin], [-sin, cos]])
+    centre = np.array([h / 2, w / 2])
+    offset = centre - matrix @ centre
+    return affine_transform(
+        np.asarray(image, np.float32), matrix, offset=offset, order=1, mode="grid-constant"
+    )
+
+
 def _shift_one(image: np.ndarray, shift: str, severity: int, rng) -> np.ndarray:
     """One (H, W) film in [0, 1] under a shift; ``severity`` 0 or 1."""
-    import cv2
     from PIL import Image
+
+    from cxr_keras.data.numpy_io import area_resize, bilinear_resize
 
     h, w = image.shape
     if shift == "exposure":
@@ -70,7 +96,7 @@ def _shift_one(image: np.ndarray, shift: str, severity: int, rng) -> np.ndarray:
     if shift == "contrast compression":
         return 0.5 + (image - 0.5) * (0.7, 0.4)[severity]
     if shift == "blur":
-        return cv2.GaussianBlur(image, (0, 0), (1.0, 2.0)[severity])
+        return _gaussian_blur(image, (1.0, 2.0)[severity])
     if shift == "noise":
         return image + rng.normal(0, (0.02, 0.05)[severity], image.shape).astype(np.float32)
     if shift == "JPEG re-compression":
@@ -81,20 +107,17 @@ def _shift_one(image: np.ndarray, shift: str, severity: int, rng) -> np.ndarray:
         return np.asarray(Image.open(buffer), np.float32) / 255
     if shift == "downscale-upscale":
         factor = (2, 4)[severity]
-        small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        small = area_resize(image, h // factor, w // factor)
+        return bilinear_resize(small[..., None], h, w)[..., 0]
     if shift == "black border":
         margin = (0.08, 0.15)[severity]
         inner = (max(1, round(w * (1 - 2 * margin))), max(1, round(h * (1 - 2 * margin))))
         out = np.zeros_like(image)
         top, left = (h - inner[1]) // 2, (w - inner[0]) // 2
-        out[top : top + inner[1], left : left + inner[0]] = cv2.resize(
-            image, inner, interpolation=cv2.INTER_AREA
-        )
+        out[top : top + inner[1], left : left + inner[0]] = area_resize(image, inner[1], inner[0])
         return out
     if shift == "rotation":
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), (5.0, 10.0)[severity], 1.0)
-        return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        return _rotate(image, (5.0, 10.0)[severity])
     if shift == "shift":
         pixels = round(w * (0.05, 0.10)[severity])
         out = np.zeros_like(image)

@@ -28,9 +28,10 @@ MAX_DISPLAY = 1024  # the PNG's longest side; the .npy heatmap keeps the full si
 
 
 def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    import cv2
+    """Bilinear, half-pixel centres (as the model input was resized)."""
+    from cxr_keras.data.numpy_io import bilinear_resize
 
-    return cv2.resize(array.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return bilinear_resize(np.asarray(array, np.float32)[..., None], height, width)[..., 0]
 
 
 def to_original(heatmap: np.ndarray, spec: ImageSpec, *, height: int, width: int) -> np.ndarray:

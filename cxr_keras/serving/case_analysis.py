@@ -118,14 +118,13 @@ class CaseResult:
 
 def _as_uint8(image: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
     """A [0, 1] (H, W, 1) film as uint8 (h, w), at most ``max_side`` px on its longer side."""
-    import cv2
+    from cxr_keras.data.numpy_io import area_resize
 
     grey = np.asarray(image, np.float32)[..., 0]
     height, width = grey.shape
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        grey = area_resize(grey, max(1, round(height * scale)), max(1, round(width * scale)))
     return np.round(255 * np.clip(grey, 0, 1)).astype(np.uint8)
 
 
