@@ -66,8 +66,12 @@ browser:
 			"(Debian/Ubuntu: sudo apt install chromium)"; \
 	fi
 
+# Two processes, each test file in one of them (its fixtures built once): the suite's
+# processes and TensorFlow imports overlap. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+
 test: lint browser
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 bench: install
 	$(PIP) install --quiet --constraint requirements/constraints.txt --editable ".[bench]"
