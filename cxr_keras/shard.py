@@ -16,6 +16,7 @@ from cxr_keras.cli import (
     add_override_argument,
     command_parser,
     config_from_args,
+    import_tensorflow_quietly,
     run_cli,
     setup_logging,
 )
@@ -39,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         "--verbose", action="store_true", help="debug logging and TensorFlow's own messages"
     )
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, tensorflow=True)
+    setup_logging(args.verbose)
     cfg = config_from_args(args)
+    if not args.verbose:  # after the config is read: a typo in it fails at once
+        import_tensorflow_quietly()
     from cxr_keras.data.shard_writer import write_shards
 
     write_shards(

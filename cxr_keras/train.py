@@ -19,6 +19,7 @@ from cxr_keras.cli import (
     config_from_args,
     config_overrides,
     config_path,
+    import_tensorflow_quietly,
     run_cli,
     setup_logging,
 )
@@ -60,13 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         help="a tuning run (runs/<name>) whose best values override the config",
     )
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, tensorflow=True)
+    setup_logging(args.verbose)
     if args.smoke:
         from cxr_keras.workflow.recipe import recipe_config
 
         cfg = recipe_config(config_path(args), config_overrides(args), smoke=True)
     else:
         cfg = config_from_args(args)
+    if not args.verbose:  # after the config is read: a typo in it fails at once
+        import_tensorflow_quietly()
     if args.hparams or args.from_tuning:
         from cxr_keras.training.tune import load_best_hparams
 
