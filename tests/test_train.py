@@ -167,9 +167,26 @@ def test_two_phases_and_export(tmp_path):
         model={"freeze": "backbone"},
         training={"epochs": 1, "fine_tune": {"epochs": 1, "learning_rate": 1e-4}},
     )
+    import keras
+
+    seen = []
+
+    class Recorder(keras.callbacks.Callback):
+        """A stand-in for an MLflow or W&B logger: what each epoch reported."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, sorted(logs or {})))
+
     artifact = train(
-        cfg, run_dir=tmp_path / "run", export_to=tmp_path / "models" / "phases", progress=False
+        cfg,
+        run_dir=tmp_path / "run",
+        export_to=tmp_path / "models" / "phases",
+        progress=False,
+        callbacks=[Recorder()],
     )
+    # the caller's callback saw both phases' epochs, with the validation metrics
+    assert [epoch for epoch, _ in seen] == [0, 1]
+    assert all("val_auc" in keys and "loss" in keys for _, keys in seen), seen
     rates = [row["learning_rate"] for row in artifact.meta["training"]["history"]]
     assert rates == pytest.approx([0.003, 1e-4])
     assert [p["name"] for p in artifact.meta["training"]["phases"]] == ["train", "fine_tune"]

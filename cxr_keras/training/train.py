@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,7 +176,9 @@ def _phase_history(work: Path, monitor: str, first_epoch: int) -> tuple[list, li
     return values, rates
 
 
-def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int, *, on_saved, model):
+def _callbacks(
+    cfg: Config, work: Path, phase_index: int, first_epoch: int, *, on_saved, model, extra=()
+):
     import keras
 
     monitor = cfg.training.monitor
@@ -189,6 +192,7 @@ def _callbacks(cfg: Config, work: Path, phase_index: int, first_epoch: int, *, o
     ]
     if cfg.training.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(work / "tensorboard"), write_graph=False))
+    callbacks += list(extra)  # the caller's (MLflow, W&B, ...): before the backup, like ours
     # Last, so the backup holds what the callbacks above changed this epoch (a lowered
     # learning rate); a kill before it costs a repeated epoch, never a lost one.
     callbacks.append(AtomicBackup(work / f"backup_{phase_index}"))
@@ -230,6 +234,7 @@ def train(
     progress: bool | None = None,
     run_dir: str | os.PathLike | None = None,
     command: str | None = None,
+    callbacks: Sequence = (),
 ) -> Artifact:
     """Train the configured model and write its artifact to ``runs/<name>/``.
 
@@ -238,6 +243,9 @@ def train(
     ``models/<name>``); ``run_dir`` replaces ``runs/<name>``; ``command`` (the command line
     that reproduces the run) is recorded for the model card. ``progress``: Keras' progress
     bar (None: on a terminal only; otherwise one line per epoch, as in a log file).
+    ``callbacks``: Keras callbacks of your own (an MLflow or Weights & Biases logger, ...),
+    added to every phase's ``fit`` after cxr-keras' own and before its per-epoch backup;
+    ``training.tensorboard: true`` writes TensorBoard logs to ``<run>/train/tensorboard``.
 
     Example:
         >>> from cxr_keras.config import load_config
@@ -363,7 +371,13 @@ def train(
                 initial_epoch=first_epoch,
                 steps_per_epoch=steps_per_epoch,
                 callbacks=_callbacks(
-                    cfg, work, index, first_epoch, on_saved=record_wall_time, model=model
+                    cfg,
+                    work,
+                    index,
+                    first_epoch,
+                    on_saved=record_wall_time,
+                    model=model,
+                    extra=callbacks,
                 ),
                 verbose=1 if progress else 2,
             )
