@@ -17,6 +17,7 @@ from cxr_keras.pretrained import PRETRAINED_FOLDER
 from cxr_keras.sample_data import sample_files, sample_path
 
 MODEL = PRETRAINED_FOLDER / "kermany_pneumonia"
+# the command as it was run and recorded (before configs/ and cxr_keras/pretrained/)
 COMMAND = (
     "python -m cxr_keras.train --config tuner_configs/kermany_robust.yaml "
     "--export models/kermany_pneumonia"
