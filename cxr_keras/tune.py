@@ -10,6 +10,7 @@ What it does and writes: :mod:`cxr_keras.training.tune`, the stage this command 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from cxr_keras.cli import (
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--run-trial"] and len(argv) == 2:  # one isolated trial (internal)
         die_with_parent()
         setup_logging(False)
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0":  # the search was not --verbose
+            import_tensorflow_quietly()
         from cxr_keras.training.tune import run_trial_process
 
         run_trial_process(argv[1])
