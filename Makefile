@@ -33,11 +33,12 @@ demo: install
 	$(PY) -m cxr_keras datasets summary --recipe demo
 	$(PY) -m cxr_keras tune --recipe demo
 	$(PY) -m cxr_keras train --recipe demo --from-tuning runs/demo
-	$(PY) -m cxr_keras.evaluate --model runs/demo --calibrate
-	$(PY) -m cxr_keras.explain --model runs/demo --layers block3_conv2_relu,last_conv_relu \
+	$(PY) -m cxr_keras evaluate --model runs/demo --calibrate
+	$(PY) -m cxr_keras explain --model runs/demo --layers block3_conv2_relu,last_conv_relu \
 		$(SAMPLE)/kermany/PNEUMONIA/person1258_bacteria_3216.jpeg \
 		$(SAMPLE)/kermany/NORMAL/IM-0191-0001.jpeg $(SAMPLE)/dicom/pydicom_data_RG1_J2KI.dcm
-	@# The shipped model (models/, never written here) on a few bundled films, with Grad-CAM.
+	@# The shipped model (cxr_keras/pretrained/, never written here) on a few bundled films,
+	@# with Grad-CAM.
 	@if [ -f cxr_keras/pretrained/kermany_pneumonia/cxr_model.json ]; then \
 		$(PY) -m cxr_keras predict --model kermany_pneumonia --gradcam \
 			--out runs/demo/shipped_kermany_pneumonia \
