@@ -125,10 +125,12 @@ def import_tensorflow_quietly() -> None:
         os.close(null)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, required: bool = True, *, smoke: bool = False
+) -> None:
     """``--recipe NAME`` or ``--config FILE`` (the same option: a shipped recipe's name or
     any config file), ``--data PATH...`` (the dataset's folder: ``data.root``), ``--set
-    KEY=VALUE`` (repeatable), ``--run-name``, ``--verbose``."""
+    KEY=VALUE`` (repeatable), ``--run-name``, ``--verbose``; with ``smoke``, ``--smoke``."""
     parser.add_argument(
         "--recipe",
         "--config",
@@ -147,6 +149,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     add_override_argument(parser)
     parser.add_argument("--run-name", help="name of the run folder under runs/ (default: name)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    if smoke:
+        parser.add_argument(
+            "--smoke",
+            action="store_true",
+            help="the recipe's smoke settings (recipe.smoke: tiny and fast, on the bundled "
+            "sample where the recipe names a layout) under <name>_smoke: checks an install",
+        )
 
 
 def add_override_argument(
@@ -216,10 +225,20 @@ def _share(text: str) -> float:
     return value
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace, *, tensorflow: bool = False) -> Config:
     """The validated config of the parsed arguments (recipe found, data root, overrides
-    and run name applied)."""
-    return load_config(config_path(args), config_overrides(args))
+    and run name applied; ``--smoke``: the recipe's smoke settings). ``tensorflow``: the
+    command needs it, so import it quietly next, once the config has been read (a typo in
+    it fails at once)."""
+    if getattr(args, "smoke", False):
+        from cxr_keras.workflow.recipe import recipe_config
+
+        cfg = recipe_config(config_path(args), config_overrides(args), smoke=True)
+    else:
+        cfg = load_config(config_path(args), config_overrides(args))
+    if tensorflow and not getattr(args, "verbose", False):
+        import_tensorflow_quietly()
+    return cfg
 
 
 def config_path(args: argparse.Namespace) -> Path:

@@ -16,7 +16,6 @@ from cxr_keras.cli import (
     add_override_argument,
     command_parser,
     config_from_args,
-    import_tensorflow_quietly,
     run_cli,
     setup_logging,
 )
@@ -41,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    cfg = config_from_args(args)
-    if not args.verbose:  # after the config is read: a typo in it fails at once
-        import_tensorflow_quietly()
+    cfg = config_from_args(args, tensorflow=True)
     from cxr_keras.data.shard_writer import write_shards
 
     write_shards(

@@ -17,9 +17,6 @@ from cxr_keras.cli import (
     add_config_arguments,
     command_parser,
     config_from_args,
-    config_overrides,
-    config_path,
-    import_tensorflow_quietly,
     run_cli,
     setup_logging,
 )
@@ -40,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             "cxr-keras train --recipe demo --from-tuning runs/demo",
         ],
     )
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="the recipe's smoke settings (recipe.smoke: tiny and fast, on the bundled sample "
-        "where the recipe names a layout) under <name>_smoke: checks an install",
-    )
+    add_config_arguments(parser, smoke=True)
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
     parser.add_argument(
         "--export", metavar="DIR", help="also copy the artifact there, e.g. models/<name>"
@@ -62,14 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    if args.smoke:
-        from cxr_keras.workflow.recipe import recipe_config
-
-        cfg = recipe_config(config_path(args), config_overrides(args), smoke=True)
-    else:
-        cfg = config_from_args(args)
-    if not args.verbose:  # after the config is read: a typo in it fails at once
-        import_tensorflow_quietly()
+    cfg = config_from_args(args, tensorflow=True)
     if args.hparams or args.from_tuning:
         from cxr_keras.training.tune import load_best_hparams
 

@@ -17,8 +17,6 @@ from cxr_keras.cli import (
     add_config_arguments,
     command_parser,
     config_from_args,
-    config_overrides,
-    config_path,
     import_tensorflow_quietly,
     run_cli,
     setup_logging,
@@ -60,13 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             "cxr-keras tune --recipe kermany_resnet50_tuned --data ~/chest_xray --workers 2",
         ],
     )
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="the recipe's smoke settings (recipe.smoke: tiny and fast, on the bundled sample "
-        "where the recipe names a layout) under <name>_smoke: checks an install",
-    )
+    add_config_arguments(parser, smoke=True)
     parser.add_argument("--overwrite", action="store_true", help="discard an earlier search")
     parser.add_argument(
         "--workers",
@@ -77,14 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    if args.smoke:
-        from cxr_keras.workflow.recipe import recipe_config
-
-        cfg = recipe_config(config_path(args), config_overrides(args), smoke=True)
-    else:
-        cfg = config_from_args(args)
-    if not args.verbose:  # after the config is read: a typo in it fails at once
-        import_tensorflow_quietly()
+    cfg = config_from_args(args, tensorflow=True)
     from cxr_keras.training.tune import tune, tune_distributed
 
     if args.workers > 0:

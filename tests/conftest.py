@@ -102,6 +102,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def copy_source(target: Path) -> Path:
+    """The package and its build files copied to ``target``, for a test that builds or
+    installs it (pip builds in the source folder: no build folder lands in the checkout)."""
+    import shutil
+
+    shutil.copytree(
+        REPO / "cxr_keras", target / "cxr_keras", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, target / name)
+    return target
+
+
 def subprocess_env() -> dict:
     """The environment for running the package's CLIs from a test."""
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}

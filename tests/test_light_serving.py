@@ -27,7 +27,7 @@ from cxr_keras.pretrained import PRETRAINED_FOLDER
 from cxr_keras.sample_data import sample_files
 from cxr_keras.serving.light_predictor import ExportedPredictor
 from cxr_keras.serving.predict import predict
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import REPO, copy_source, subprocess_env
 
 SHIPPED = PRETRAINED_FOLDER / "kermany_pneumonia"
 SPECS = [
@@ -78,12 +78,7 @@ def serve_install(tmp_path_factory) -> Path:
     (from a copy of the source, so no build folder lands in the checkout), at the pinned
     versions: the install a PACS hook or a serverless function gets."""
     where = tmp_path_factory.mktemp("serve_install")
-    source = where / "source"
-    shutil.copytree(
-        REPO / "cxr_keras", source / "cxr_keras", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(REPO / name, source / name)
+    source = copy_source(where / "source")
     venv.create(where / "venv", with_pip=True)
     python = where / "venv" / "bin" / "python"
     constraints = REPO / "requirements" / "constraints.txt"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,7 +17,7 @@ import pytest
 
 from cxr_keras import __version__
 from cxr_keras.sample_data import sample_files
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_source
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +27,7 @@ def wheel_install(tmp_path_factory) -> dict:
     environment's (a ``.pth`` line adds its site-packages after the venv's own, so the
     wheel's cxr_keras is the one imported): the pinned TensorFlow is not downloaded again."""
     where = tmp_path_factory.mktemp("package")
-    source = where / "source"
-    shutil.copytree(
-        REPO / "cxr_keras", source / "cxr_keras", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(REPO / name, source / name)
+    source = copy_source(where / "source")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     built = subprocess.run(
         [*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", where / "dist", f"{source}/"],
